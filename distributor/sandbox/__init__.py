@@ -1,0 +1,30 @@
+"""A local stand-in for Voucherify: the publications and campaigns endpoints, with its rate limits, quota,
+latency, faults and idempotency rules, for the demo, the tests and the benchmarks (no real Voucherify here).
+
+Example::
+
+    from distributor.sandbox import DEMO_APP_ID, DEMO_APP_TOKEN, SandboxConfig, SandboxServer
+    from distributor.units import Rate
+
+    with SandboxServer(SandboxConfig(rate_limit=Rate(100, 60.0), seed=1)) as server:
+        ...  # point the client at server.url with DEMO_APP_ID / DEMO_APP_TOKEN
+        assert server.sandbox.max_in_window() <= 100
+"""
+
+from .campaigns import Campaign, default_campaigns, load_campaigns
+from .server import SandboxServer, serve
+from .world import DEMO_APP_ID, DEMO_APP_TOKEN, Arrival, Publication, Sandbox, SandboxConfig
+
+__all__ = [
+    "DEMO_APP_ID",
+    "DEMO_APP_TOKEN",
+    "Arrival",
+    "Campaign",
+    "Publication",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxServer",
+    "default_campaigns",
+    "load_campaigns",
+    "serve",
+]

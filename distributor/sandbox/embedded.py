@@ -1,0 +1,69 @@
+"""``--api-url sandbox``: the stand-in served in-process (a loopback server in a background thread).
+
+The job file's ``[sandbox]`` table (and the ``distributor sandbox`` command's options) set how it behaves::
+
+    [sandbox]
+    rate_limit = "600/min"      # the plan the stand-in enforces (default: the job's own rate_limit)
+    latency = "60ms"            # median latency
+    latency_p99 = "400ms"       # long tail
+    error_rate = 0.03           # 5xx before commit
+    lost_answer_rate = 0.02     # committed, then the connection drops
+    strict_source_id = false    # true: any reused source_id answers 400 duplicate_source_id
+    background_rate = "60/min"  # the shop's own calls on the same quota
+    cycle_quota = 100000        # billing-cycle quota
+    seed = 7
+    campaigns = "campaigns.toml"  # [[campaign]] tables; default: the demo campaigns
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config import Credentials
+from ..errors import ConfigError
+from .campaigns import load_campaigns
+from .server import SandboxServer
+from .world import DEMO_APP_ID, DEMO_APP_TOKEN, Sandbox, SandboxConfig
+
+if TYPE_CHECKING:
+    from ..config import JobConfig
+
+OPTIONS = (
+    "rate_limit", "latency", "latency_p99", "error_rate", "lost_answer_rate", "strict_source_id",
+    "background_rate", "cycle_quota", "seed", "campaigns",
+)
+
+
+def sandbox_config(options: Mapping[str, Any], *, base: Path | None = None, where: str = "[sandbox]") -> SandboxConfig:
+    """Build a :class:`SandboxConfig` from ``[sandbox]`` options (text units such as ``"150ms"``, ``"100/min"``)."""
+    values = {k.replace("-", "_"): v for k, v in options.items() if k != "_base" and v is not None}
+    unknown = sorted(set(values) - set(OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''} in {where}: {', '.join(unknown)}")
+    campaigns = values.pop("campaigns", None)
+    if campaigns is not None:
+        path = Path(campaigns)
+        values["campaigns"] = load_campaigns(path if path.is_absolute() or base is None else base / path)
+    if "latency" in values:
+        values["latency_median"] = values.pop("latency")
+    for name in ("rate_limit", "background_rate"):
+        if name in values:
+            values[name] = str(values[name])
+    try:
+        return SandboxConfig.parse(**values)
+    except TypeError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+@contextmanager
+def embedded_sandbox(config: "JobConfig") -> Iterator[tuple[str, Credentials, Sandbox]]:
+    """Serve the stand-in for one run; yields its URL, the keys it accepts, and its state."""
+    options = dict(config.sandbox)
+    options.setdefault("rate_limit", str(config.rate_limit))
+    base = options.pop("_base", None)
+    where = f"[sandbox] of {config.job_file}" if config.job_file else "[sandbox]"
+    with SandboxServer(sandbox_config(options, base=base, where=where)) as server:
+        yield server.url, Credentials(DEMO_APP_ID, DEMO_APP_TOKEN), server.sandbox
