@@ -1,0 +1,259 @@
+"""The job's configuration: a TOML job file, command-line overrides and the environment, merged and checked.
+
+Precedence: a flag given on the command line beats the job file, which beats the defaults.  Relative paths in a
+job file are resolved against the job file's folder (so a job runs the same from cron, whose working directory
+is ``$HOME``); relative paths on the command line against the current directory.
+
+Credentials come only from the environment (``VOUCHERIFY_APP_ID`` / ``VOUCHERIFY_APP_TOKEN``), never from a job
+file or a flag, so they do not end up in shell history, crontabs or version control.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+from .units import Rate, parse_duration
+
+#: Voucherify's Europe host, the default region.
+DEFAULT_API_URL = "https://api.voucherify.io"
+#: ``--api-url sandbox`` runs the embedded Voucherify stand-in in-process.
+SANDBOX = "sandbox"
+DEFAULT_PROPERTY = "voucher_code"
+
+ENV_APP_ID = "VOUCHERIFY_APP_ID"
+ENV_APP_TOKEN = "VOUCHERIFY_APP_TOKEN"
+
+_PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\- ]*$")
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Voucherify server-side keys.  The token is never shown: not in ``repr``, logs or files."""
+
+    app_id: str
+    app_token: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"Credentials(app_id={self.app_id!r}, app_token='***')"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "Credentials | None":
+        app_id, token = env.get(ENV_APP_ID, "").strip(), env.get(ENV_APP_TOKEN, "").strip()
+        if not app_id and not token:
+            return None
+        if not app_id or not token:
+            missing = ENV_APP_ID if not app_id else ENV_APP_TOKEN
+            raise ConfigError(f"{missing} is not set: both {ENV_APP_ID} and {ENV_APP_TOKEN} are needed")
+        return cls(app_id, token)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything one distribution run needs.  Build it with :meth:`load` (job file + overrides + env)."""
+
+    segment: Path
+    campaign: str
+    rate_limit: Rate
+    output: Path
+    id_column: str | None = None
+    #: Name of this distribution; with the customer it makes each publication's ``source_id``.  ``None``: the
+    #: campaign's id, so that by default one customer gets one code per campaign even if the journal is lost.
+    distribution: str | None = None
+    api_url: str = DEFAULT_API_URL
+    #: The CleverTap profile property that receives the code (``--property``).
+    property_name: str = DEFAULT_PROPERTY
+    state: Path | None = None
+    #: Calls in flight at once; ``None`` adapts to the observed latency (Little's law).
+    concurrency: int | None = None
+    #: Fraction of ``rate_limit`` to leave unused for the shop's own traffic (0.2 = run at 80 %).
+    headroom: float = 0.0
+    timeout: float = 30.0
+    max_attempts: int = 8
+    retry_failed: bool = False
+    verbose: bool = False
+    credentials: Credentials | None = field(default=None, repr=True)
+    #: The ``[sandbox]`` table of the job file, used when ``api_url`` is ``sandbox``.
+    sandbox: Mapping[str, Any] = field(default_factory=dict)
+    job_file: Path | None = None
+
+    # ------------------------------------------------------------------ derived paths
+    @property
+    def uses_sandbox(self) -> bool:
+        return self.api_url == SANDBOX
+
+    @property
+    def journal_path(self) -> Path:
+        return self.state or self.output.with_name(self.output.stem + ".journal.sqlite")
+
+    @property
+    def errors_path(self) -> Path:
+        return self.output.with_name(self.output.stem + ".errors.csv")
+
+    @property
+    def skipped_path(self) -> Path:
+        return self.output.with_name(self.output.stem + ".skipped.csv")
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.output.with_name(self.output.stem + ".manifest.json")
+
+    @property
+    def summary_path(self) -> Path:
+        return self.output.with_name(self.output.stem + ".summary.json")
+
+    @property
+    def budget(self) -> Rate:
+        """The rate this job may actually spend: the grant minus the headroom left to the shop."""
+        return self.rate_limit.scaled(1.0 - self.headroom) if self.headroom else self.rate_limit
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(
+        cls,
+        job_file: Path | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> "JobConfig":
+        """Merge a job file, command-line ``overrides`` (``None`` values are ignored) and the environment."""
+        values: dict[str, Any] = {}
+        if job_file is not None:
+            values.update(_read_job_file(job_file))
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                values[_normalise_key(key)] = value
+        return cls.from_mapping(values, env=env or {}, job_file=job_file)
+
+    @classmethod
+    def from_mapping(
+        cls, values: Mapping[str, Any], *, env: Mapping[str, str], job_file: Path | None = None
+    ) -> "JobConfig":
+        where = f" in {job_file}" if job_file else ""
+        known = {f.name for f in fields(cls)} - {"credentials", "job_file"}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''}{where}: {', '.join(unknown)}")
+        for required, flag in (("segment", "--segment"), ("campaign", "--campaign"), ("rate_limit", "--rate-limit")):
+            if values.get(required) in (None, ""):
+                hint = " (the budget this job may spend, e.g. 80/min on a 100/min plan)" if required == "rate_limit" else ""
+                raise ConfigError(f"{required} is missing: give {flag} or set {required} in the job file{hint}")
+
+        data = dict(values)
+        data["segment"] = Path(data["segment"])
+        data["rate_limit"] = data["rate_limit"] if isinstance(data["rate_limit"], Rate) else Rate.parse(data["rate_limit"])
+        data["campaign"] = str(data["campaign"]).strip()
+        if not data["campaign"]:
+            raise ConfigError("campaign is empty: give the campaign's name or its camp_... id")
+        if data.get("output") in (None, ""):
+            slug = slugify(data.get("distribution") or data["campaign"])
+            data["output"] = Path(f"{slug}-codes.csv")
+        data["output"] = Path(data["output"])
+        if data.get("state") not in (None, ""):
+            data["state"] = Path(data["state"])
+        else:
+            data["state"] = None
+        if "timeout" in data:
+            data["timeout"] = parse_duration(data["timeout"])
+        config = cls(**data, job_file=job_file)
+        config = replace(config, credentials=config._credentials_from(env))
+        config.validate()
+        return config
+
+    def _credentials_from(self, env: Mapping[str, str]) -> Credentials | None:
+        credentials = Credentials.from_env(env)
+        if credentials is None and not self.uses_sandbox:
+            raise ConfigError(
+                f"no Voucherify credentials: set {ENV_APP_ID} and {ENV_APP_TOKEN} in the environment "
+                "(Project Settings → Application Keys in Voucherify)"
+            )
+        return credentials
+
+    def validate(self) -> None:
+        """Checks that need no file or network access.  Raises :class:`ConfigError`."""
+        if self.api_url != SANDBOX:
+            parts = urlsplit(self.api_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"api_url {self.api_url!r} is not a URL (e.g. {DEFAULT_API_URL}) nor 'sandbox'")
+            if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
+                raise ConfigError(f"api_url {self.api_url!r} is plain http: the app token would travel unencrypted; use https")
+        if not _PROPERTY_NAME.match(self.property_name) or len(self.property_name.encode()) > 120:
+            raise ConfigError(
+                f"property {self.property_name!r} is not a usable CleverTap property name "
+                "(letters, digits, _ - and spaces, starting with a letter or _, at most 120 bytes)"
+            )
+        if self.property_name.lower() in ("identity", "objectid", "email", "phone"):
+            raise ConfigError(f"property {self.property_name!r} would overwrite a CleverTap identifier; choose another name")
+        if self.concurrency is not None and not (isinstance(self.concurrency, int) and 1 <= self.concurrency <= 256):
+            raise ConfigError(f"concurrency {self.concurrency!r} must be a whole number from 1 to 256")
+        if not (isinstance(self.headroom, (int, float)) and 0.0 <= self.headroom < 1.0):
+            raise ConfigError(f"headroom {self.headroom!r} must be a fraction from 0 to 0.99 (0.2 leaves 20 % to the shop)")
+        if not (isinstance(self.max_attempts, int) and 1 <= self.max_attempts <= 100):
+            raise ConfigError(f"max_attempts {self.max_attempts!r} must be a whole number from 1 to 100")
+        if not 0.1 <= self.timeout <= 170:
+            raise ConfigError(f"timeout {self.timeout}s must be between 0.1s and 170s (Voucherify cuts requests at 3 min)")
+        if self.distribution is not None and not str(self.distribution).strip():
+            raise ConfigError("distribution is empty: leave it out to use the campaign, or give a name")
+        if self.output.suffix.lower() != ".csv":
+            raise ConfigError(f"output {self.output} must end in .csv (CleverTap's upload takes CSV)")
+        if self.journal_path.resolve() == self.output.resolve():
+            raise ConfigError("state and output point at the same file")
+
+
+def publication_source_id(distribution: str, identity: str) -> str:
+    """The idempotency key of one customer's publication in one distribution.
+
+    Deterministic, so a retry or a rerun asks Voucherify for the same publication and gets the same code back;
+    different for another distribution of the same campaign.  Identities can be 1023 characters of anything,
+    so the key carries a hash of them, prefixed with a readable slug of the distribution.
+    """
+    digest = hashlib.sha256(distribution.encode() + b"\x00" + identity.encode()).hexdigest()[:32]
+    return f"{slugify(distribution)[:40]}-{digest}"
+
+
+def slugify(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug or "distribution"
+
+
+_RENAMED = {"property": "property_name"}
+
+
+def _normalise_key(key: str) -> str:
+    key = key.replace("-", "_")
+    return _RENAMED.get(key, key)
+
+
+def _read_job_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"job file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"job file {path} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"job file {path} is not valid TOML: {exc}") from None
+
+    base = path.resolve().parent
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        key = _normalise_key(key)
+        if key == "sandbox":
+            if not isinstance(value, dict):
+                raise ConfigError(f"[sandbox] in {path} must be a table")
+            values["sandbox"] = {**{_normalise_key(k): v for k, v in value.items()}, "_base": base}
+            continue
+        if isinstance(value, dict):
+            raise ConfigError(f"unknown table [{key}] in {path}")
+        if key in ("segment", "output", "state") and isinstance(value, str) and value:
+            value = os.path.normpath(base / value)
+        values[key] = value
+    return values

@@ -1,0 +1,696 @@
+"""One distribution run: segment → journal → one publication per member → CleverTap files.
+
+:class:`Distribution` is the library entry point (``cli.py`` is a thin skin over it)::
+
+    config = JobConfig.load(Path("jobs/demo.toml"))
+    result = anyio.run(Distribution(config).run)
+    print(result.exit_code, result.stats.published)
+
+The order of a run, and why:
+
+1. open the segment and the journal, take the journal's lock, check the journal belongs to this distribution,
+   load every valid row into the journal — all before any API call, so unusable input is refused (exit 2) without
+   spending quota;
+2. one ``GET /v1/campaigns/{id}`` pre-flight: bad keys, an unknown campaign or a spent quota stop the run after a
+   single call; it also tells the campaign's id (the default distribution name) and whether it is join-once;
+3. members without a code are dispatched in segment order, each call waiting for its turn at the throttle, as many
+   in flight as the latency needs; every call is logged in the journal before it is sent and every code saved as
+   soon as it arrives;
+4. the files are rewritten from the journal, even when the run stops early.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+import httpx
+
+from . import identities, outputs
+from .concurrency import InFlightTarget
+from .config import Credentials, JobConfig, publication_source_id
+from .errors import (
+    EXIT_MEMBER_FAILURES,
+    EXIT_OK,
+    EXIT_STOPPED,
+    DistributorError,
+    InputError,
+    JournalError,
+    StopRun,
+)
+from .journal import Journal, Member
+from .retry import Action, Decision, backoff, decide
+from .segment import Segment, open_segment
+from .throttle import Throttle
+from .units import format_duration
+from .voucherify import ApiError, Campaign, Publication, RateLimitHeaders, TransportError, VoucherifyClient
+
+log = logging.getLogger("distributor")
+
+#: Seconds in-flight calls may take to finish after a stop was asked for (signal or doomed condition).
+STOP_GRACE = 5.0
+#: No success for this long, with at least ``_OUTAGE_CALLS`` failed calls in a row: Voucherify is unreachable.
+_OUTAGE_SECONDS = 60.0
+_OUTAGE_CALLS = 20
+_LOAD_BATCH = 20_000
+_RETRY = object()
+_WORK_BATCH = 500
+
+
+class Reporter(Protocol):
+    """Shows progress; ``update`` is called every ``interval`` seconds with the live stats."""
+
+    interval: float
+
+    def start(self, stats: "RunStats") -> None: ...
+    def update(self, stats: "RunStats") -> None: ...
+    def finish(self, stats: "RunStats") -> None: ...
+
+
+@dataclass
+class RunStats:
+    """Live counters of one run."""
+
+    budget_per_second: float = 0.0
+    members: int = 0
+    to_publish: int = 0
+    held_before: int = 0
+    published: int = 0
+    failed: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    calls: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+    rate_limited: int = 0
+    server_errors: int = 0
+    no_answer: int = 0
+    recovered_by_lookup: int = 0
+    in_flight: int = 0
+    started_wall: float = field(default_factory=time.time)
+    started: float = 0.0
+    first_call: float | None = None
+    last_call: float | None = None
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.to_publish - self.published - self.failed)
+
+    @property
+    def achieved_per_second(self) -> float | None:
+        """Calls per second from the first call to the last (``None`` with fewer than two calls)."""
+        if self.first_call is None or self.last_call is None or self.total_calls < 2:
+            return None
+        span = self.last_call - self.first_call
+        return (self.total_calls - 1) / span if span > 0 else None
+
+    @property
+    def utilisation(self) -> float | None:
+        achieved = self.achieved_per_second
+        return None if achieved is None or not self.budget_per_second else achieved / self.budget_per_second
+
+    def eta_seconds(self) -> float | None:
+        if not self.remaining:
+            return 0.0
+        rate = self.achieved_per_second or self.budget_per_second
+        return self.remaining / rate if rate else None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    reason: str
+    message: str
+    stats: RunStats
+    summary: dict[str, Any]
+    files: dict[str, Path]
+
+
+class Distribution:
+    """Runs a :class:`JobConfig`.  ``handle_signals``: stop cleanly on SIGINT/SIGTERM (main thread only)."""
+
+    def __init__(
+        self,
+        config: JobConfig,
+        *,
+        reporter: Reporter | None = None,
+        handle_signals: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.reporter = reporter
+        self.handle_signals = handle_signals
+        self._transport = transport
+        self.stats = RunStats(budget_per_second=config.budget.per_second)
+        self.sandbox: Any = None  # the embedded sandbox's state, when api_url is "sandbox"
+        self._stopping = anyio.Event()
+        self._stop: StopRun | None = None
+        self._waiting: set[anyio.CancelScope] = set()
+        self._work_scope: anyio.CancelScope | None = None
+        self._consecutive_failures = 0
+        self._last_success = 0.0
+        self._campaign: Campaign | None = None
+        self._distribution = ""
+        self._join_once = False
+
+    # ================================================================== the run
+    async def run(self) -> RunResult:
+        config = self.config
+        segment = open_segment(config.segment, config.id_column)
+        log.info("segment: %s", segment.describe())
+        journal = Journal.open(config.journal_path)
+        run_id = 0
+        try:
+            journal.lock()
+            self._check_journal(journal, segment)
+            run_id = journal.start_run(str(config.segment))
+            self._load(journal, run_id, segment)
+            if self.stats.to_publish:
+                async with self._client() as client:
+                    await self._distribute(journal, run_id, client)
+            result = self._finish(journal, run_id, segment)
+        except DistributorError as error:
+            if run_id:
+                reason = getattr(error, "reason", type(error).__name__)
+                journal.finish_run(run_id, exit_code=error.exit_code, reason=reason, summary="{}")
+            raise
+        finally:
+            journal.close()
+        return result
+
+    # ------------------------------------------------------------------ 1. journal and segment
+    def _check_journal(self, journal: Journal, segment: Segment) -> None:
+        config, where = self.config, journal.path
+        known_key = journal.meta("key")
+        if known_key and known_key != segment.key:
+            raise JournalError(
+                f"journal {where} holds CleverTap {known_key}s, but {segment.path} is keyed on {segment.key}: "
+                "use another --state for another kind of key"
+            )
+        known_distribution = journal.meta("distribution")
+        if config.distribution and known_distribution and config.distribution != known_distribution:
+            raise JournalError(
+                f"journal {where} belongs to distribution {known_distribution!r}, not {config.distribution!r}: "
+                "give a new distribution its own --output (or --state)"
+            )
+        known_campaign = journal.meta("campaign")
+        known_campaign_id = journal.meta("campaign_id")
+        if known_campaign and config.campaign not in (known_campaign, known_campaign_id):
+            raise JournalError(
+                f"journal {where} belongs to campaign {known_campaign!r} ({known_campaign_id}), not "
+                f"{config.campaign!r}: give another campaign its own --output (or --state)"
+            )
+        journal.set_meta(key=segment.key, property=config.property_name)
+
+    def _load(self, journal: Journal, run_id: int, segment: Segment) -> None:
+        """Read the whole segment into the journal: valid members, skipped rows, duplicates."""
+        seq = 0
+        rows_read = 0
+        for batch in segment.batches(_LOAD_BATCH):
+            rows_read += len(batch)
+            valid: list[tuple[int, int, str]] = []
+            skipped: list[tuple[int, str, str, str]] = []
+            for row in batch:
+                reason = identities.invalid_reason(row.identity)
+                if reason is None:
+                    seq += 1
+                    valid.append((seq, row.number, row.identity))
+                else:
+                    skipped.append((row.number, row.identity, reason, ""))
+            loaded = journal.load(run_id, valid)
+            skipped += [(r, value, identities.DUPLICATE, f"first at row {first}") for r, value, first in loaded.duplicates]
+            journal.record_skipped(run_id, skipped)
+            self.stats.skipped.update(reason for _, _, reason, _ in skipped)
+
+        if rows_read == 0:
+            raise InputError(f"{segment.path}: the segment has no rows (only a header)")
+        counts = journal.state_counts(run_id)
+        self.stats.members = sum(counts.values())
+        if self.stats.members == 0:
+            reasons = ", ".join(f"{n} {r}" for r, n in self.stats.skipped.most_common())
+            raise InputError(
+                f"{segment.path}: no usable identity in column {segment.id_column!r} ({rows_read} rows: {reasons}); "
+                "is it the right column? name it with --id-column"
+            )
+        self.stats.held_before = journal.held_before(run_id)
+        pending = counts["pending"] + counts["sending"] + (counts["failed"] if self.config.retry_failed else 0)
+        self.stats.to_publish = pending
+        log.info(
+            "members: %d valid (%d skipped); %d already hold a code, %d to publish%s",
+            self.stats.members,
+            sum(self.stats.skipped.values()),
+            counts["done"],
+            pending,
+            "" if self.config.retry_failed or not counts["failed"] else f", {counts['failed']} failed before (--retry-failed to try them again)",
+        )
+
+    # ------------------------------------------------------------------ 2. the API
+    @asynccontextmanager
+    async def _client(self) -> AsyncIterator[VoucherifyClient]:
+        config = self.config
+        ceiling = config.concurrency or 64
+        if config.uses_sandbox:
+            from .sandbox.embedded import embedded_sandbox
+
+            with embedded_sandbox(config) as (url, credentials, sandbox):
+                self.sandbox = sandbox
+                async with self._open_client(url, credentials, ceiling) as client:
+                    yield client
+        else:
+            assert config.credentials is not None
+            async with self._open_client(config.api_url, config.credentials, ceiling) as client:
+                yield client
+
+    def _open_client(self, url: str, credentials: Credentials, ceiling: int) -> VoucherifyClient:
+        return VoucherifyClient(
+            url,
+            credentials,
+            timeout=self.config.timeout,
+            max_connections=ceiling + 4,
+            observer=self._observe,
+            transport=self._transport,
+        )
+
+    def _observe(self, rate: RateLimitHeaders, status: int, sent_at: float, latency: float) -> None:
+        self._throttle.observe(rate, status, sent_at)
+        self._in_flight.observe(latency)
+
+    # ------------------------------------------------------------------ 3. publishing
+    async def _distribute(self, journal: Journal, run_id: int, client: VoucherifyClient) -> None:
+        config = self.config
+        self.stats.started = anyio.current_time()
+        self._last_success = self.stats.started
+        # The server still counts the calls a previous (perhaps killed) run made in the current window.
+        self._throttle = Throttle(config.budget, history=journal.calls_since(time.time() - 2 * config.budget.period))
+        self._in_flight = InFlightTarget(config.budget.per_second, fixed=config.concurrency)
+        self._journal, self._run_id, self._api = journal, run_id, client
+
+        async with anyio.create_task_group() as watchers:
+            if self.handle_signals:
+                watchers.start_soon(self._watch_signals)
+            if self.reporter is not None:
+                watchers.start_soon(self._report)
+            try:
+                await self._preflight()
+                if not self._stopping.is_set():
+                    await self._publish_all()
+            finally:
+                watchers.cancel_scope.cancel()
+
+    async def _preflight(self) -> None:
+        """One ``GET /v1/campaigns/{id}``: stops at once on bad keys or an unknown campaign."""
+        config, journal = self.config, self._journal
+        campaign = await self._call_with_retries("campaign", None, lambda: self._api.get_campaign(config.campaign))
+        if self._stopping.is_set():
+            return
+        known_id = journal.meta("campaign_id") or None
+        if isinstance(campaign, Campaign):
+            if known_id and known_id != campaign.id:
+                raise JournalError(
+                    f"journal {journal.path} belongs to campaign {known_id}, but {config.campaign!r} is {campaign.id}"
+                )
+            self._campaign, self._join_once, known_id = campaign, campaign.join_once, campaign.id
+            self._warn_about(campaign)
+        # By default the distribution is the campaign's id, so one customer gets one code per campaign even if
+        # this journal is lost; the journal pins whatever name its first run used.
+        self._distribution = config.distribution or journal.meta("distribution") or known_id or config.campaign
+        journal.set_meta(distribution=self._distribution, campaign=config.campaign, campaign_id=known_id or "")
+        log.info(
+            "distribution %r of campaign %s%s", self._distribution, config.campaign,
+            " (join-once)" if self._join_once else "",
+        )
+
+    def _warn_about(self, campaign: Campaign) -> None:
+        if campaign.active is False:
+            log.warning("campaign %s is not active: customers may not be able to redeem the codes", campaign.name)
+        if campaign.expiration_date and campaign.expiration_date < datetime.now(timezone.utc).isoformat():
+            log.warning("campaign %s expired on %s", campaign.name, campaign.expiration_date)
+        if campaign.type == "STATIC" and campaign.vouchers_count is not None and campaign.vouchers_count < self.stats.to_publish:
+            log.warning(
+                "campaign %s holds %d codes in all but %d members still need one: it will run out",
+                campaign.name, campaign.vouchers_count, self.stats.to_publish,
+            )
+
+    async def _publish_all(self) -> None:
+        slots = anyio.CapacityLimiter(1)
+        with anyio.CancelScope() as self._work_scope:
+            async with anyio.create_task_group() as work:
+                after = 0
+                while not self._stopping.is_set():
+                    batch = self._journal.work(
+                        self._run_id, after_seq=after, limit=_WORK_BATCH, retry_failed=self.config.retry_failed
+                    )
+                    if not batch:
+                        break
+                    for member in batch:
+                        slots.total_tokens = self._in_flight.target
+                        await slots.acquire_on_behalf_of(member)
+                        if self._stopping.is_set():
+                            slots.release_on_behalf_of(member)
+                            break
+                        work.start_soon(self._serve, member, slots)
+                    after = batch[-1].seen_seq
+
+    async def _serve(self, member: Member, slots: anyio.CapacityLimiter) -> None:
+        """Get this member's code, retrying transient failures with the same ``source_id``."""
+        self.stats.in_flight += 1
+        source_id = publication_source_id(self._distribution, member.identity)
+        try:
+            outcome = await self._call_with_retries(
+                "publish",
+                member,
+                lambda: self._api.publish(
+                    campaign=self._campaign.id if self._campaign else self.config.campaign,
+                    customer_source_id=member.identity,
+                    source_id=source_id,
+                    join_once=self._join_once,
+                    metadata={"distribution": self._distribution},
+                ),
+                source_id=source_id,
+            )
+            if isinstance(outcome, Publication):
+                self._save_code(member, outcome)
+        finally:
+            self.stats.in_flight -= 1
+            slots.release_on_behalf_of(member)
+
+    def _save_code(self, member: Member, publication: Publication) -> None:
+        if publication.customer_source_id not in (None, member.identity):
+            # Our source_id came back holding another customer's publication: never hand that code out.
+            self._journal.fail(
+                member.id,
+                status=None,
+                key="source_id_conflict",
+                message=f"publication {publication.id} under this source_id belongs to another customer",
+                request_id=None,
+            )
+            self.stats.failed += 1
+            return
+        self._journal.complete(member.id, self._run_id, code=publication.code, publication_id=publication.id)
+        self.stats.published += 1
+
+    async def _call_with_retries(
+        self,
+        kind: str,
+        member: Member | None,
+        call: Callable[[], Any],
+        *,
+        source_id: str | None = None,
+    ) -> Any:
+        """Make one logical call: wait for the throttle, log it, send it, and apply the retry policy.
+
+        Returns the call's result, or ``None`` when the member failed or the run is stopping.
+        """
+        attempt = 0
+        while True:
+            if not await self._wait_for_turn():
+                return None
+            attempt += 1
+            self._log_call(kind, member)
+            try:
+                result = await call()
+            except (ApiError, TransportError) as error:
+                decision = decide(error, campaign=self.config.campaign)
+                self._count_failure(decision)
+                outcome = await self._after_failure(kind, member, error, decision, attempt, source_id)
+                if outcome is _RETRY:
+                    continue
+                return outcome
+            self._consecutive_failures = 0
+            self._last_success = anyio.current_time()
+            return result
+
+    async def _after_failure(
+        self,
+        kind: str,
+        member: Member | None,
+        error: ApiError | TransportError,
+        decision: Decision,
+        attempt: int,
+        source_id: str | None,
+    ) -> Any:
+        """Apply ``decision``: returns ``_RETRY``, a recovered result, or ``None`` (member failed / stopping)."""
+        if decision.action is Action.STOP:
+            if kind == "campaign" and decision.reason == "forbidden":
+                log.warning("these keys may not read campaigns (403): skipping the pre-flight check")
+                return None
+            self._request_stop(StopRun(decision.message, reason=decision.reason, resume_at=decision.not_before))
+            return None
+        if decision.action is Action.LOOKUP and member is not None and source_id is not None:
+            found = await self._look_up(member, source_id)
+            if found is not None:
+                return found
+        elif decision.action is Action.FAIL_MEMBER:
+            if member is None:
+                self._request_stop(StopRun(f"Voucherify refused the {kind} call: {error}", reason="refused"))
+            else:
+                self._fail_member(member, error, attempt)
+            return None
+        if attempt >= self.config.max_attempts:
+            if member is not None:
+                self._fail_member(member, error, attempt, exhausted=True)
+            else:
+                self._request_stop(StopRun(
+                    f"no answer to the {kind} call after {attempt} attempts ({error}): run the same command "
+                    "again later", reason="unreachable",
+                ))
+            return None
+        if self._outage():
+            return None
+        self.stats.retries += 1
+        if decision.reason != "rate_limited":  # a 429 already paused the throttle until the server's hint
+            await self._sleep_unless_stopping(backoff(attempt))
+        return _RETRY
+
+    async def _look_up(self, member: Member, source_id: str) -> Publication | None:
+        """``duplicate_source_id``: the publication exists; fetch its code instead of publishing again."""
+        for attempt in range(1, self.config.max_attempts + 1):
+            if not await self._wait_for_turn():
+                return None
+            self._log_call("lookup", member)
+            try:
+                found = await self._api.find_publication(source_id)
+            except (ApiError, TransportError) as error:
+                decision = decide(error, campaign=self.config.campaign)
+                self._count_failure(decision)
+                if decision.action is Action.STOP:
+                    self._request_stop(StopRun(decision.message, reason=decision.reason, resume_at=decision.not_before))
+                    return None
+                if decision.action is not Action.RETRY:
+                    return None
+                await self._sleep_unless_stopping(backoff(attempt))
+                continue
+            if found is not None:
+                self.stats.recovered_by_lookup += 1
+            return found
+        return None
+
+    def _fail_member(self, member: Member, error: Exception, attempts: int, *, exhausted: bool = False) -> None:
+        if isinstance(error, ApiError):
+            status, key, message, request_id = error.status, error.key, error.description, error.request_id
+        else:
+            status, key, message, request_id = None, getattr(error, "kind", "no_answer"), str(error), None
+        if exhausted:
+            message = f"gave up after {attempts} attempts; last: {message}"
+            key = f"retries_exhausted:{key}" if key else "retries_exhausted"
+        self._journal.fail(member.id, status=status, key=key, message=message, request_id=request_id)
+        self.stats.failed += 1
+        log.debug("member at row %d failed: %s %s", member.seen_row, key, message)
+
+    def _count_failure(self, decision: Decision) -> None:
+        if decision.reason == "rate_limited":
+            self.stats.rate_limited += 1
+        elif decision.reason == "server_error":
+            self.stats.server_errors += 1
+        elif decision.reason in ("timeout", "connection"):
+            self.stats.no_answer += 1
+        # a definite answer (even a refusal) proves Voucherify is reachable
+        self._consecutive_failures = self._consecutive_failures + 1 if decision.action is Action.RETRY else 0
+
+    def _outage(self) -> bool:
+        silent = anyio.current_time() - self._last_success
+        if self._consecutive_failures >= _OUTAGE_CALLS and silent >= _OUTAGE_SECONDS:
+            self._request_stop(StopRun(
+                f"Voucherify has not answered successfully for {format_duration(silent)} "
+                f"({self._consecutive_failures} calls in a row failed): check the network and "
+                "https://status.voucherify.io, then run the same command again",
+                reason="unreachable",
+            ))
+            return True
+        return False
+
+    def _log_call(self, kind: str, member: Member | None) -> None:
+        now = anyio.current_time()
+        self._journal.log_call(self._run_id, kind, member.id if member else None)
+        self.stats.calls[kind] += 1
+        if self.stats.first_call is None:
+            self.stats.first_call = now
+        self.stats.last_call = now
+
+    # ------------------------------------------------------------------ waiting and stopping
+    async def _wait_for_turn(self) -> bool:
+        """Wait for the throttle; ``False`` when the run is stopping (the wait is abandoned)."""
+        if self._stopping.is_set():
+            return False
+        with anyio.CancelScope() as scope:
+            self._waiting.add(scope)
+            try:
+                await self._throttle.acquire()
+            finally:
+                self._waiting.discard(scope)
+        return not scope.cancelled_caught and not self._stopping.is_set()
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        with anyio.move_on_after(seconds):
+            await self._stopping.wait()
+
+    def _request_stop(self, stop: StopRun) -> None:
+        """Start no more calls; give those in flight ``STOP_GRACE`` seconds to finish and be saved."""
+        if self._stop is None:
+            self._stop = stop
+            log.warning("stopping: %s", stop)
+        self._stopping.set()
+        for scope in list(self._waiting):
+            scope.cancel()
+        if self._work_scope is not None:
+            self._work_scope.deadline = min(self._work_scope.deadline, anyio.current_time() + STOP_GRACE)
+
+    async def _watch_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for received in signals:
+                name = signal.Signals(received).name
+                if not self._stopping.is_set() or self._stop is None or self._stop.reason != "interrupted":
+                    self._request_stop(StopRun(
+                        f"stopped by {name}: the codes published so far are saved; run the same command again "
+                        "to resume", reason="interrupted",
+                    ))
+                    log.warning("%s: finishing the calls in flight (at most %.0fs); send it again to stop now", name, STOP_GRACE)
+                else:
+                    log.warning("%s again: stopping now", name)
+                    if self._work_scope is not None:
+                        self._work_scope.cancel()
+
+    async def _report(self) -> None:
+        assert self.reporter is not None
+        self.reporter.start(self.stats)
+        try:
+            while True:
+                await anyio.sleep(self.reporter.interval)
+                self.reporter.update(self.stats)
+        finally:
+            self.reporter.finish(self.stats)
+
+    # ------------------------------------------------------------------ 4. files and summary
+    def _finish(self, journal: Journal, run_id: int, segment: Segment) -> RunResult:
+        config, stats = self.config, self.stats
+        counts = journal.state_counts(run_id)
+        unserved = counts["pending"] + counts["sending"] + (counts["failed"] if config.retry_failed else 0)
+        if self._stop is not None:
+            exit_code, reason, message = EXIT_STOPPED, self._stop.reason, str(self._stop)
+        elif unserved:
+            exit_code, reason = EXIT_STOPPED, "incomplete"
+            message = f"{unserved} members still have no code; run the same command again to finish"
+        elif counts["failed"]:
+            exit_code, reason = EXIT_MEMBER_FAILURES, "member_failures"
+            message = f"{counts['failed']} members could not get a code: see {config.errors_path}"
+        else:
+            exit_code, reason, message = EXIT_OK, "completed", "every valid member holds a code"
+
+        files = {
+            "codes": config.output,
+            "manifest": config.manifest_path,
+            "errors": config.errors_path,
+            "skipped": config.skipped_path,
+            "summary": config.summary_path,
+            "journal": journal.path,
+        }
+        key = segment.key
+        written = outputs.write_codes(config.output, journal.codes(), key=key, property=config.property_name)
+        outputs.write_manifest(config.manifest_path, key=key, property=config.property_name)
+        outputs.write_errors(config.errors_path, journal.failures(), key=key)
+        outputs.write_skipped(config.skipped_path, journal.skipped(run_id))
+        summary = self._summary(journal, counts, exit_code, reason, message, files, written)
+        outputs.write_summary(config.summary_path, summary)
+        journal.finish_run(run_id, exit_code=exit_code, reason=reason, summary=json.dumps(summary, default=str))
+        return RunResult(exit_code, reason, message, stats, summary, files)
+
+    def _summary(
+        self,
+        journal: Journal,
+        counts: dict[str, int],
+        exit_code: int,
+        reason: str,
+        message: str,
+        files: dict[str, Path],
+        written: int,
+    ) -> dict[str, Any]:
+        config, stats = self.config, self.stats
+        ended = time.time()
+        codes_this_run = max(1, stats.published)
+        achieved = stats.achieved_per_second
+        summary: dict[str, Any] = {
+            "distribution": self._distribution or journal.meta("distribution"),
+            "campaign": config.campaign,
+            "campaign_id": journal.meta("campaign_id") or None,
+            "segment": str(config.segment),
+            "exit_code": exit_code,
+            "reason": reason,
+            "message": message,
+            "started_at": _iso(stats.started_wall),
+            "ended_at": _iso(ended),
+            "elapsed_seconds": round(ended - stats.started_wall, 3),
+            "members": {
+                "in_segment": stats.members,
+                "published": stats.published,
+                "already_held": stats.held_before,
+                "failed": counts["failed"],
+                "without_code": counts["pending"] + counts["sending"],
+                "codes_in_output": written,
+            },
+            "skipped": {"total": sum(stats.skipped.values()), "by_reason": dict(stats.skipped)},
+            "calls": {
+                "total": stats.total_calls,
+                "by_kind": dict(stats.calls),
+                "retries": stats.retries,
+                "rate_limited_429": stats.rate_limited,
+                "server_errors_5xx": stats.server_errors,
+                "no_answer": stats.no_answer,
+                "recovered_by_lookup": stats.recovered_by_lookup,
+                "per_code": round(stats.total_calls / codes_this_run, 4) if stats.published else None,
+            },
+            "rate": {
+                "budget": str(config.budget),
+                "budget_per_minute": round(config.budget.per_second * 60, 3),
+                "achieved_per_minute": round(achieved * 60, 3) if achieved else None,
+                "utilisation": round(stats.utilisation, 4) if stats.utilisation is not None else None,
+            },
+            "files": {name: str(path) for name, path in files.items()},
+        }
+        if self._stop is not None and self._stop.resume_at:
+            summary["resume_at"] = _iso(self._stop.resume_at)
+        if hasattr(self, "_throttle"):
+            summary["rate"]["lowest_allowed_per_window"] = self._throttle.stats.lowest_allowed
+            summary["rate"]["paused_for_server_seconds"] = round(self._throttle.stats.seconds_paused, 3)
+        return summary
+
+
+def _iso(unix: float) -> str:
+    return datetime.fromtimestamp(unix, timezone.utc).isoformat(timespec="seconds")
+
+
+def run_distribution(config: JobConfig, **options: Any) -> RunResult:
+    """Run a distribution to its end from synchronous code (on anyio's asyncio backend: aiolimiter needs it)."""
+    return anyio.run(Distribution(config, **options).run, backend="asyncio")

@@ -1,0 +1,399 @@
+"""The journal: a SQLite file that holds every member's state and code, and every API call made.
+
+It is the source of truth of a distribution; the CSV files are views of it.  Its rules:
+
+* A member moves ``pending → sending → done(code) | failed(reason)``.  ``sending`` is written (and committed)
+  *before* each publication call, with a row in ``calls``; the answer is committed as soon as it arrives.  A
+  member found ``sending`` on resume may or may not have been published: it is sent again with the *same*
+  publication ``source_id``, and Voucherify hands back the code it committed the first time.
+* Every API call is logged in ``calls`` before it is sent, so a resumed run knows how much of the server's rate
+  window the dead run used, and the summary can count calls per code.
+* One process at a time: :meth:`Journal.lock` takes an exclusive ``flock`` on ``<journal>.lock``, released by the
+  kernel when the process dies (kill -9 included), so an overlapping cron run refuses instead of publishing twice.
+* WAL mode with ``synchronous=NORMAL``: a process crash at any moment leaves a consistent file; a power loss can
+  lose the last commits, which is harmless because re-sending a publication is idempotent.
+
+Identities are stored as TEXT exactly as read; SQLite compares them byte for byte.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import JournalError, JournalLocked
+
+SCHEMA_VERSION = 1
+
+PENDING = "pending"
+SENDING = "sending"
+DONE = "done"
+FAILED = "failed"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    pid INTEGER NOT NULL,
+    segment TEXT,
+    exit_code INTEGER,
+    reason TEXT,
+    summary TEXT
+);
+CREATE TABLE IF NOT EXISTS members (
+    id INTEGER PRIMARY KEY,
+    identity TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sending', 'done', 'failed')),
+    code TEXT,
+    publication_id TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error_status INTEGER,
+    error_key TEXT,
+    error_message TEXT,
+    request_id TEXT,
+    first_run INTEGER NOT NULL,
+    seen_run INTEGER NOT NULL,   -- the last run whose segment held this member
+    seen_seq INTEGER NOT NULL,   -- its position in that run's segment (dispatch order)
+    seen_row INTEGER NOT NULL,   -- its row in that run's segment file
+    done_run INTEGER,
+    updated_at REAL NOT NULL,
+    CHECK (state <> 'done' OR code IS NOT NULL)
+);
+CREATE INDEX IF NOT EXISTS members_by_run ON members (seen_run, seen_seq);
+CREATE TABLE IF NOT EXISTS skipped (
+    run_id INTEGER NOT NULL,
+    row INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS skipped_by_run ON skipped (run_id, row);
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    at REAL NOT NULL,            -- Unix time the call was about to be sent
+    kind TEXT NOT NULL,          -- publish | lookup | campaign
+    member_id INTEGER
+);
+CREATE INDEX IF NOT EXISTS calls_by_time ON calls (at);
+"""
+
+
+@dataclass(frozen=True)
+class Member:
+    id: int
+    identity: str
+    state: str
+    attempts: int
+    seen_seq: int
+    seen_row: int
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What one batch of segment rows did to the journal."""
+
+    added: int
+    #: rows whose identity appeared earlier in the same segment: ``(row, identity, first_row)``
+    duplicates: list[tuple[int, str, int]]
+
+
+@dataclass(frozen=True)
+class Failure:
+    identity: str
+    row: int
+    status: int | None
+    key: str | None
+    message: str | None
+    request_id: str | None
+    attempts: int
+
+
+class Journal:
+    """One distribution's SQLite journal.  Not shared between threads; open one per thread."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, readonly: bool) -> None:
+        self.path = path
+        self._db = connection
+        self._readonly = readonly
+        self._lock_handle: int | None = None
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, path: Path | str, *, readonly: bool = False) -> "Journal":
+        path = Path(path)
+        if readonly:
+            if not path.exists():
+                raise JournalError(f"journal {path} does not exist")
+            uri = f"file:{path.resolve()}?mode=ro"
+            connection = _connect(uri, uri=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            connection = _connect(str(path))
+        journal = cls(path, connection, readonly)
+        try:
+            journal._prepare()
+        except sqlite3.DatabaseError as exc:
+            connection.close()
+            raise JournalError(f"journal {path} is not a usable SQLite journal: {exc}") from None
+        return journal
+
+    def _prepare(self) -> None:
+        if self._readonly:
+            self._check_version()
+            return
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._check_version()
+
+    def _check_version(self) -> None:
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.OperationalError:
+            raise JournalError(f"{self.path} is not a distributor journal") from None
+        if row is None:
+            if self._readonly:
+                raise JournalError(f"{self.path} is not a distributor journal")
+            self.set_meta(schema_version=str(SCHEMA_VERSION))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise JournalError(
+                f"journal {self.path} was written by a newer distributor (schema {row[0]}); upgrade distributor"
+            )
+
+    def close(self) -> None:
+        self._db.close()
+        self.unlock()
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ one process at a time
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def lock(self) -> None:
+        """Take the journal for this process, or raise :class:`JournalLocked` naming the holder."""
+        handle = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(handle, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(handle)
+            raise JournalLocked(
+                f"journal {self.path} is in use by {holder}: another run of this distribution is still going; "
+                "wait for it to end (or stop it), then run again"
+            ) from None
+        os.ftruncate(handle, 0)
+        os.pwrite(handle, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        self._lock_handle = handle
+
+    def unlock(self) -> None:
+        if self._lock_handle is not None:
+            os.close(self._lock_handle)  # closing the descriptor releases the flock
+            self._lock_handle = None
+
+    # ------------------------------------------------------------------ meta
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, **values: str) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                list(values.items()),
+            )
+
+    # ------------------------------------------------------------------ runs
+    def start_run(self, segment: str) -> int:
+        with self._transaction():
+            cursor = self._db.execute(
+                "INSERT INTO runs (started_at, pid, segment) VALUES (?, ?, ?)", (time.time(), os.getpid(), segment)
+            )
+        return int(cursor.lastrowid or 0)
+
+    def finish_run(self, run_id: int, *, exit_code: int, reason: str, summary: str) -> None:
+        with self._transaction():
+            self._db.execute(
+                "UPDATE runs SET ended_at = ?, exit_code = ?, reason = ?, summary = ? WHERE id = ?",
+                (time.time(), exit_code, reason, summary, run_id),
+            )
+
+    def runs(self) -> list[sqlite3.Row]:
+        return self._db.execute("SELECT * FROM runs ORDER BY id").fetchall()
+
+    # ------------------------------------------------------------------ loading the segment
+    def load(self, run_id: int, rows: Sequence[tuple[int, int, str]]) -> LoadResult:
+        """Record one batch of valid segment rows ``(seq, row, identity)`` as members of ``run_id``.
+
+        New identities become ``pending`` members; known ones (from earlier runs) are marked as seen in this run
+        and keep their state and code; an identity seen earlier *in this run* is a duplicate, returned to be
+        reported.  One transaction per batch.
+        """
+        now = time.time()
+        added = 0
+        duplicates: list[tuple[int, str, int]] = []
+        with self._transaction():
+            for seq, row, identity in rows:
+                returned = self._db.execute(
+                    """INSERT INTO members (identity, first_run, seen_run, seen_seq, seen_row, updated_at)
+                       VALUES (?, ?, ?, ?, ?, ?)
+                       ON CONFLICT (identity) DO UPDATE
+                       SET seen_run = excluded.seen_run, seen_seq = excluded.seen_seq, seen_row = excluded.seen_row
+                       WHERE members.seen_run <> excluded.seen_run
+                       RETURNING first_run""",
+                    (identity, run_id, run_id, seq, row, now),
+                ).fetchall()
+                if not returned:  # already seen in this very run: a duplicate row
+                    first = self._db.execute("SELECT seen_row FROM members WHERE identity = ?", (identity,)).fetchone()
+                    duplicates.append((row, identity, int(first[0])))
+                elif returned[0][0] == run_id:
+                    added += 1
+        return LoadResult(added, duplicates)
+
+    def record_skipped(self, run_id: int, rows: Iterable[tuple[int, str, str, str]]) -> None:
+        """Record invalid or duplicate rows ``(row, value, reason, detail)`` of this run's segment."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO skipped (run_id, row, value, reason, detail) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, *row) for row in rows],
+            )
+
+    def skipped(self, run_id: int) -> Iterator[tuple[int, str, str, str]]:
+        """``(row, value, reason, detail)`` of the rows this run's segment skipped, in file order."""
+        for row in self._db.execute(
+            "SELECT row, value, reason, detail FROM skipped WHERE run_id = ? ORDER BY row", (run_id,)
+        ):
+            yield tuple(row)  # type: ignore[misc]
+
+    def skipped_counts(self, run_id: int) -> dict[str, int]:
+        rows = self._db.execute("SELECT reason, count(*) FROM skipped WHERE run_id = ? GROUP BY reason", (run_id,))
+        return {reason: count for reason, count in rows}
+
+    # ------------------------------------------------------------------ the work
+    def work(self, run_id: int, *, after_seq: int, limit: int, retry_failed: bool = False) -> list[Member]:
+        """Members of this run's segment still without a code, in segment order, after position ``after_seq``."""
+        states = (PENDING, SENDING, FAILED) if retry_failed else (PENDING, SENDING)
+        marks = ",".join("?" * len(states))
+        rows = self._db.execute(
+            f"""SELECT id, identity, state, attempts, seen_seq, seen_row FROM members
+                WHERE seen_run = ? AND seen_seq > ? AND state IN ({marks})
+                ORDER BY seen_seq LIMIT ?""",
+            (run_id, after_seq, *states, limit),
+        ).fetchall()
+        return [Member(*row) for row in rows]
+
+    def log_call(self, run_id: int, kind: str, member_id: int | None = None, at: float | None = None) -> None:
+        """Record an API call about to be sent; a publication also marks its member ``sending``.  Commits."""
+        at = time.time() if at is None else at
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO calls (run_id, at, kind, member_id) VALUES (?, ?, ?, ?)", (run_id, at, kind, member_id)
+            )
+            if kind == "publish" and member_id is not None:
+                self._db.execute(
+                    """UPDATE members SET state = 'sending', attempts = attempts + 1, updated_at = ?
+                       WHERE id = ? AND state <> 'done'""",
+                    (at, member_id),
+                )
+
+    def complete(self, member_id: int, run_id: int, *, code: str, publication_id: str | None) -> None:
+        """Save the code Voucherify holds for this member.  Commits."""
+        with self._transaction():
+            self._db.execute(
+                """UPDATE members SET state = 'done', code = ?, publication_id = ?, done_run = ?,
+                       error_status = NULL, error_key = NULL, error_message = NULL, request_id = NULL, updated_at = ?
+                   WHERE id = ?""",
+                (code, publication_id, run_id, time.time(), member_id),
+            )
+
+    def fail(
+        self,
+        member_id: int,
+        *,
+        status: int | None,
+        key: str | None,
+        message: str | None,
+        request_id: str | None,
+    ) -> None:
+        """Record a failure that retrying will not mend (Voucherify's ``key``, ``message``, ``request_id``)."""
+        with self._transaction():
+            self._db.execute(
+                """UPDATE members SET state = 'failed', error_status = ?, error_key = ?, error_message = ?,
+                       request_id = ?, updated_at = ?
+                   WHERE id = ? AND state <> 'done'""",
+                (status, key, message, request_id, time.time(), member_id),
+            )
+
+    # ------------------------------------------------------------------ reading
+    def calls_since(self, since: float) -> list[float]:
+        """Unix times of the calls logged after ``since`` (any run), oldest first."""
+        return [row[0] for row in self._db.execute("SELECT at FROM calls WHERE at > ? ORDER BY at", (since,))]
+
+    def call_counts(self, run_id: int) -> dict[str, int]:
+        rows = self._db.execute("SELECT kind, count(*) FROM calls WHERE run_id = ? GROUP BY kind", (run_id,))
+        return {kind: count for kind, count in rows}
+
+    def state_counts(self, run_id: int | None = None) -> dict[str, int]:
+        """Members by state; with ``run_id``, only the members of that run's segment."""
+        where, args = ("WHERE seen_run = ?", (run_id,)) if run_id is not None else ("", ())
+        rows = self._db.execute(f"SELECT state, count(*) FROM members {where} GROUP BY state", args)
+        counts = {PENDING: 0, SENDING: 0, DONE: 0, FAILED: 0}
+        counts.update({state: count for state, count in rows})
+        return counts
+
+    def held_before(self, run_id: int) -> int:
+        """Members of this run's segment that already held a code when the run started."""
+        row = self._db.execute(
+            "SELECT count(*) FROM members WHERE seen_run = ? AND state = 'done' AND done_run < ?", (run_id, run_id)
+        ).fetchone()
+        return int(row[0])
+
+    def codes(self) -> Iterator[tuple[str, str]]:
+        """``(identity, code)`` of every member holding a code, in order of first appearance."""
+        for identity, code in self._db.execute("SELECT identity, code FROM members WHERE state = 'done' ORDER BY id"):
+            yield identity, code
+
+    def failures(self) -> Iterator[Failure]:
+        yield from (
+            Failure(*row)
+            for row in self._db.execute(
+                """SELECT identity, seen_row, error_status, error_key, error_message, request_id, attempts
+                   FROM members WHERE state = 'failed' ORDER BY id"""
+            )
+        )
+
+    def member(self, identity: str) -> sqlite3.Row | None:
+        return self._db.execute("SELECT * FROM members WHERE identity = ?", (identity,)).fetchone()
+
+    # ------------------------------------------------------------------ plumbing
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+
+def _connect(target: str, uri: bool = False) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves, so every commit point is explicit.
+    connection = sqlite3.connect(target, uri=uri, isolation_level=None, timeout=10.0, check_same_thread=False)
+    connection.row_factory = sqlite3.Row
+    return connection

@@ -1,0 +1,186 @@
+"""The throttle: when the next API call may be sent, so that the job never exceeds the rate it was granted.
+
+Voucherify blocks an account that goes over its per-minute (or per-hour) limit, and the same quota serves the
+shop's checkout.  So the promise is strict — at most ``N`` calls in **every** window of the period's length,
+retries and look-ups included — and the job should still use almost all of ``N``.  Three mechanisms:
+
+1. **Pacing**, the generic cell rate algorithm: calls are spaced ``window / allowed`` seconds apart, with a
+   tolerance of 2 % of ``allowed`` calls to catch up after a hiccup.  A fresh (or resumed) run starts with an
+   empty allowance: no burst.  (aiolimiter's ``AsyncLimiter`` is the usual tool, but it starts with a full burst,
+   its rate cannot be changed on a live limiter, and its timer re-arms at the same instant when the clock is
+   quantised — it spins forever on a virtual test clock.  The schedule below is a few lines and does all three.)
+2. **A sliding-window log** of our own send times: a call is sent only when fewer than ``allowed`` of our calls
+   were sent in the last ``window`` seconds.  This is the hard guarantee, whatever the pacer does.  The window is
+   the period plus a small ``margin`` (2 % of the period, at most 1 s), which absorbs the jitter between the
+   moment we send and the moment the server counts the call.  A resumed run seeds the log with the calls the
+   journal says the previous run made, because the server still remembers them.
+3. **Feedback** from Voucherify's headers, downward only: every answer's ``X-Rate-Limit-Limit`` and
+   ``-Remaining`` tell how many calls the server counted; what exceeds our own calls was spent by other clients
+   of the same project (the shop), and ``allowed`` drops so that ours plus theirs fit.  A 429 pauses every call
+   until the server's ``X-Rate-Limit-Retry`` / ``Retry-After`` hint and halves ``allowed``.  ``allowed`` then
+   recovers gradually (5 % of the grant every tenth of a window) — never above the grant.
+
+Time is the event loop's clock (``anyio.current_time``), so tests drive it with a virtual clock instead of
+sleeping.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import anyio
+
+from .units import Rate
+from .voucherify import RateLimitHeaders
+
+#: Share of ``allowed`` that the pacer may send early to catch up after a quiet spell.
+_BURST_SHARE = 0.02
+#: Waits shorter than this are rounding noise.
+_EPSILON = 1e-9
+#: The part of the server's limit never counted on when other traffic is present (estimates are noisy).
+_RESERVE_SHARE = 0.02
+_RECOVERY_STEP_SHARE = 0.05
+_RECOVERY_EVERY_WINDOW_SHARE = 0.1
+
+
+def default_margin(period: float) -> float:
+    """Seconds added to the period to absorb send → arrival jitter: 2 % of it, between 20 ms and 1 s."""
+    return min(1.0, max(0.02, 0.02 * period))
+
+
+@dataclass
+class ThrottleStats:
+    waits_for_server: int = 0
+    seconds_paused: float = 0.0
+    cuts: int = 0
+    lowest_allowed: int = 0
+
+
+class Throttle:
+    """Grants one call at a time.  ``await throttle.acquire()`` before each send; ``observe()`` each answer."""
+
+    def __init__(
+        self,
+        rate: Rate,
+        *,
+        margin: float | None = None,
+        history: Iterable[float] = (),
+        clock: Callable[[], float] = anyio.current_time,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.grant = rate
+        self.margin = default_margin(rate.period) if margin is None else margin
+        self.window = rate.period + self.margin
+        self._clock = clock
+        self._wall = wall_clock
+        self._allowed = rate.calls
+        self._sends: deque[float] = deque(maxlen=rate.calls)
+        self._paused_until = 0.0
+        self._last_change = -math.inf
+        self._lock = anyio.Lock()
+        #: the pacing schedule: the theoretical time of the next call (GCRA's "TAT"), set so that the tolerance
+        #: is already used up — an empty allowance, no burst at start
+        self._next_at = clock() + self._tolerance()
+        self.stats = ThrottleStats(lowest_allowed=rate.calls)
+        self._seed(history)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def allowed(self) -> int:
+        """Calls per window the job currently allows itself (the grant, or less after server feedback)."""
+        return self._allowed
+
+    @property
+    def paused_until(self) -> float:
+        return self._paused_until
+
+    def sends_within(self, seconds: float, until: float | None = None) -> int:
+        """How many of our calls were sent in ``(until - seconds, until]`` (``until`` defaults to now)."""
+        until = self._clock() if until is None else until
+        return sum(1 for t in self._sends if until - seconds < t <= until)
+
+    def _seed(self, history: Iterable[float]) -> None:
+        """Remember the calls (Unix times) a previous run made: the server has not forgotten them."""
+        now, wall = self._clock(), self._wall()
+        for sent in sorted(history):
+            age = wall - sent
+            if 0 <= age < self.window:
+                self._sends.append(now - age)
+
+    # ------------------------------------------------------------------ granting
+    async def acquire(self) -> float:
+        """Wait until a call may be sent; return the (loop) time it was granted, recorded as a send."""
+        async with self._lock:
+            while (delay := self._delay(self._clock())) > _EPSILON:
+                await anyio.sleep(delay)
+            granted = self._clock()
+            self._next_at = max(self._next_at, granted) + self.window / self._allowed
+            self._sends.append(granted)
+            self._recover(granted)
+            return granted
+
+    def _tolerance(self) -> float:
+        return self.window / self._allowed * int(self._allowed * _BURST_SHARE)
+
+    def _delay(self, now: float) -> float:
+        delay = max(self._paused_until - now, self._next_at - self._tolerance() - now)
+        if len(self._sends) >= self._allowed:
+            # the `allowed`-th most recent send must leave the window before one more may go
+            delay = max(delay, self._sends[-self._allowed] + self.window - now)
+        return delay
+
+    # ------------------------------------------------------------------ feedback
+    def observe(self, rate: RateLimitHeaders, status: int, sent_at: float | None = None) -> None:
+        """Learn from one answer's rate-limit headers (``sent_at``: the loop time the call was granted)."""
+        now = self._clock()
+        if status == 429 and rate.limit_type != "api_calls_cycle":
+            self._on_rate_limited(rate, now)
+            return
+        if rate.limit is None or rate.remaining is None:
+            return
+        # Calls the server counted in its window, minus ours in the same window: other clients' calls.
+        sent_at = now if sent_at is None else sent_at
+        ours = self.sends_within(self.grant.period, until=sent_at)
+        others = max(0, rate.limit - rate.remaining - ours)
+        if others == 0:
+            return
+        reserve = max(1, math.ceil(rate.limit * _RESERVE_SHARE))
+        room = rate.limit - others - reserve
+        if room < self._allowed:
+            self._set_allowed(max(1, room), now)
+
+    def _on_rate_limited(self, rate: RateLimitHeaders, now: float) -> None:
+        hint = rate.wait_until(self._wall())
+        # no hint: wait for one slot of the window to free up
+        resume = now + (hint - self._wall() if hint is not None else self.window / max(1, self._allowed))
+        if resume > self._paused_until:
+            self.stats.waits_for_server += 1
+            self.stats.seconds_paused += resume - max(now, self._paused_until)
+            self._paused_until = resume
+        self._set_allowed(max(1, self._allowed // 2), now)
+
+    def pause_until_wall(self, unix_time: float) -> None:
+        """Send nothing before ``unix_time`` (a server hint given in Unix time)."""
+        resume = self._clock() + (unix_time - self._wall())
+        if resume > self._paused_until:
+            self._paused_until = resume
+
+    def _set_allowed(self, allowed: int, now: float) -> None:
+        if allowed == self._allowed:
+            return
+        if allowed < self._allowed:
+            self.stats.cuts += 1
+            self.stats.lowest_allowed = min(self.stats.lowest_allowed, allowed)
+        self._allowed = min(allowed, self.grant.calls)
+        self._last_change = now
+
+    def _recover(self, now: float) -> None:
+        if self._allowed >= self.grant.calls or now < self._paused_until:
+            return
+        if now - self._last_change >= self.window * _RECOVERY_EVERY_WINDOW_SHARE:
+            step = max(1, math.ceil(self.grant.calls * _RECOVERY_STEP_SHARE))
+            self._set_allowed(min(self.grant.calls, self._allowed + step), now)

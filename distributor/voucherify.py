@@ -1,0 +1,314 @@
+"""A small asynchronous client for the three Voucherify endpoints the distributor calls.
+
+* ``POST /v1/publications`` — publish one code of a campaign to one customer, under our idempotent ``source_id``;
+* ``GET /v1/publications?source_id=`` — find the publication made under a ``source_id`` (a lost answer's code);
+* ``GET /v1/campaigns/{id}`` — the campaign, for the pre-flight check.
+
+Every answer's ``X-Rate-Limit-*`` headers are handed to an observer (the throttle), whatever the status.  Failures
+are raised as :class:`ApiError` (Voucherify answered with an error status) or :class:`TransportError` (no usable
+answer: timeout, connection refused or dropped, garbled body).  Nothing here retries: that is policy
+(``retry.py``), applied by the engine.  The app token is sent in a header and appears nowhere else: not in
+exceptions, not in ``repr``, not in logs.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import httpx
+
+from . import __version__
+from .config import Credentials
+
+API_VERSION = "v2018-08-01"
+
+
+@dataclass(frozen=True)
+class RateLimitHeaders:
+    """Voucherify's rate-limit headers of one answer (``X-Rate-Limit-…``, note the hyphen), all optional."""
+
+    limit: int | None = None
+    remaining: int | None = None
+    #: Unix time at which the next call may be made (``X-Rate-Limit-Retry``).
+    retry_at: float | None = None
+    #: Seconds to wait (``Retry-After``), sent once a limit is hit.
+    retry_after: float | None = None
+    #: Which limit was hit: ``api_calls``, ``bulk_api_calls``, ``api_calls_cycle``, ``webhook_calls``.
+    limit_type: str | None = None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], now: float | None = None) -> "RateLimitHeaders":
+        return cls(
+            limit=_int(headers.get("x-rate-limit-limit")),
+            remaining=_int(headers.get("x-rate-limit-remaining")),
+            retry_at=_float(headers.get("x-rate-limit-retry")),
+            retry_after=_retry_after(headers.get("retry-after"), now),
+            limit_type=(headers.get("x-rate-limit-type") or None),
+        )
+
+    def wait_until(self, now: float) -> float | None:
+        """The later of the two hints, as a Unix time, or ``None`` when the answer gave neither."""
+        hints = [t for t in (self.retry_at, None if self.retry_after is None else now + self.retry_after) if t]
+        return max(hints) if hints else None
+
+
+class ApiError(Exception):
+    """Voucherify answered with an error status.  Carries its ``key``, ``message`` and ``request_id``."""
+
+    def __init__(
+        self,
+        status: int,
+        *,
+        key: str | None,
+        message: str,
+        details: str | None = None,
+        request_id: str | None = None,
+        resource_type: str | None = None,
+        rate: RateLimitHeaders = RateLimitHeaders(),
+        endpoint: str = "",
+    ) -> None:
+        super().__init__(f"{endpoint} → {status} {key or ''}: {message}".strip())
+        self.status = status
+        self.key = key
+        self.message = message
+        self.details = details
+        self.request_id = request_id
+        self.resource_type = resource_type
+        self.rate = rate
+
+    @property
+    def description(self) -> str:
+        """``message`` and ``details`` in one line, for reports."""
+        if self.details and self.details != self.message:
+            return f"{self.message}: {self.details}"
+        return self.message
+
+
+class TransportError(Exception):
+    """No usable answer: timeout, connection refused or dropped, or a body that is not what was promised.
+
+    The request may or may not have reached Voucherify and been committed.
+    """
+
+    def __init__(self, kind: str, detail: str, *, endpoint: str = "") -> None:
+        super().__init__(f"{endpoint}: {kind}: {detail}" if endpoint else f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Publication:
+    id: str | None
+    code: str
+    source_id: str | None
+    customer_source_id: str | None
+    campaign: str | None
+    campaign_id: str | None
+
+
+@dataclass(frozen=True)
+class Campaign:
+    id: str
+    name: str
+    type: str | None
+    campaign_type: str | None
+    join_once: bool
+    active: bool | None
+    vouchers_count: int | None
+    start_date: str | None
+    expiration_date: str | None
+
+
+#: Called with every answer: its rate-limit headers, its status, when it was sent and how long it took (loop time).
+RateObserver = Callable[[RateLimitHeaders, int, float, float], None]
+
+
+class VoucherifyClient:
+    """One keep-alive connection pool to Voucherify.  Use as ``async with VoucherifyClient(...) as client``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials,
+        *,
+        timeout: float = 30.0,
+        max_connections: int = 100,
+        observer: RateObserver | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._observer = observer
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={
+                "X-App-Id": credentials.app_id,
+                "X-App-Token": credentials.app_token,
+                "X-Voucherify-API-Version": API_VERSION,
+                "User-Agent": f"distributor/{__version__}",
+                "Accept": "application/json",
+            },
+            # pool: waiting for a free connection is our own doing, never the server's; keep it short and visible
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0), pool=timeout),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    async def __aenter__(self) -> "VoucherifyClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def __repr__(self) -> str:
+        return f"VoucherifyClient({str(self._client.base_url)!r})"
+
+    # ------------------------------------------------------------------ endpoints
+    async def publish(
+        self,
+        *,
+        campaign: str,
+        customer_source_id: str,
+        source_id: str,
+        join_once: bool = False,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Publication:
+        """Publish one code of ``campaign`` to the customer; the same ``source_id`` gets the same code back."""
+        body: dict[str, Any] = {
+            "campaign": {"name": campaign},
+            "customer": {"source_id": customer_source_id},
+            "source_id": source_id,
+        }
+        if metadata:
+            body["metadata"] = dict(metadata)
+        params = {"join_once": "true"} if join_once else None
+        data = await self._call("POST", "/v1/publications", json=body, params=params)
+        return _publication(data, "POST /v1/publications")
+
+    async def find_publication(self, source_id: str) -> Publication | None:
+        """The publication made under ``source_id``, or ``None`` if Voucherify has none."""
+        data = await self._call("GET", "/v1/publications", params={"source_id": source_id, "limit": "10"})
+        items = data.get("publications") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise TransportError("unexpected body", "no publications list", endpoint="GET /v1/publications")
+        for item in items:
+            if isinstance(item, dict) and item.get("source_id") == source_id and item.get("result", "SUCCESS") == "SUCCESS":
+                return _publication(item, "GET /v1/publications")
+        return None
+
+    async def get_campaign(self, campaign: str) -> Campaign:
+        data = await self._call("GET", f"/v1/campaigns/{quote(campaign, safe='')}")
+        if not isinstance(data, dict) or not data.get("id"):
+            raise TransportError("unexpected body", "campaign without id", endpoint="GET /v1/campaigns")
+        return Campaign(
+            id=str(data["id"]),
+            name=str(data.get("name") or data["id"]),
+            type=data.get("type"),
+            campaign_type=data.get("campaign_type"),
+            join_once=bool(data.get("join_once")),
+            active=data.get("active"),
+            vouchers_count=data.get("vouchers_count"),
+            start_date=data.get("start_date"),
+            expiration_date=data.get("expiration_date"),
+        )
+
+    # ------------------------------------------------------------------ plumbing
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        endpoint = f"{method} {path.split('?')[0]}"
+        sent_at = anyio.current_time()
+        try:
+            response = await self._client.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise TransportError("timeout", type(exc).__name__, endpoint=endpoint) from None
+        except httpx.TransportError as exc:
+            raise TransportError("connection", f"{type(exc).__name__}: {exc}", endpoint=endpoint) from None
+
+        rate = RateLimitHeaders.from_headers(response.headers, now=time.time())
+        if self._observer is not None:
+            self._observer(rate, response.status_code, sent_at, anyio.current_time() - sent_at)
+        body = _json_or_none(response)
+        if response.is_success:
+            if body is None:
+                raise TransportError("unexpected body", f"HTTP {response.status_code} without JSON", endpoint=endpoint)
+            return body
+        raise _api_error(response, body, rate, endpoint)
+
+
+def _api_error(response: httpx.Response, body: Any, rate: RateLimitHeaders, endpoint: str) -> ApiError:
+    fields = body if isinstance(body, dict) else {}
+    message = fields.get("message") or fields.get("error") or response.reason_phrase or f"HTTP {response.status_code}"
+    return ApiError(
+        response.status_code,
+        key=_str_or_none(fields.get("key")),
+        message=str(message),
+        details=_str_or_none(fields.get("details")),
+        request_id=_str_or_none(fields.get("request_id")),
+        resource_type=_str_or_none(fields.get("resource_type")),
+        rate=rate,
+        endpoint=endpoint,
+    )
+
+
+def _publication(data: Any, endpoint: str) -> Publication:
+    voucher = data.get("voucher") if isinstance(data, dict) else None
+    code = voucher.get("code") if isinstance(voucher, dict) else None
+    if not code and isinstance(data, dict) and isinstance(data.get("vouchers"), list) and len(data["vouchers"]) == 1:
+        code = data["vouchers"][0]
+    if not isinstance(code, str) or not code:
+        raise TransportError("unexpected body", "publication without a voucher code", endpoint=endpoint)
+    customer = data.get("customer") if isinstance(data.get("customer"), dict) else {}
+    return Publication(
+        id=_str_or_none(data.get("id")),
+        code=code,
+        source_id=_str_or_none(data.get("source_id")),
+        customer_source_id=_str_or_none(data.get("tracking_id") or customer.get("source_id")),
+        campaign=_str_or_none(voucher.get("campaign")) if isinstance(voucher, dict) else None,
+        campaign_id=_str_or_none(voucher.get("campaign_id")) if isinstance(voucher, dict) else None,
+    )
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(float(value)) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _retry_after(value: str | None, now: float | None) -> float | None:
+    """``Retry-After`` is seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    seconds = _float(value)
+    if seconds is not None:
+        return max(0.0, seconds)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
