@@ -136,6 +136,57 @@ def run(job_file: Path | None, **options: Any) -> None:
     sys.exit(result.exit_code)
 
 
+@main.command()
+@click.option("--port", type=int, default=8080, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--rate-limit", help="The plan it enforces: N/s, N/min or N/h (default: unlimited).")
+@click.option("--latency", default="0ms", show_default=True, help="Median latency of each answer.")
+@click.option("--latency-p99", help="99th-percentile latency (a lognormal tail).")
+@click.option("--error-rate", type=float, default=0.0, show_default=True, help="Share of publications answered 5xx.")
+@click.option("--lost-answer-rate", type=float, default=0.0, show_default=True, help="Share committed, then the connection drops.")
+@click.option("--strict-source-id", is_flag=True, help="Answer 400 duplicate_source_id to any reused source_id.")
+@click.option("--background-rate", help="Calls of other clients (the shop) on the same quota, e.g. 20/min.")
+@click.option("--cycle-quota", type=int, help="API calls allowed in the billing cycle.")
+@click.option("--campaigns", type=click.Path(path_type=Path, dir_okay=False), help="TOML file of [[campaign]] tables (default: the demo campaigns).")
+@click.option("--seed", type=int, help="Seed for latencies, faults and codes (reproducible runs).")
+@click.option("--arrivals", type=click.Path(path_type=Path, dir_okay=False), help="On exit, write every request received as JSON lines here.")
+def sandbox(port: int, host: str, arrivals: Path | None, **options: Any) -> None:
+    """Serve the Voucherify stand-in on loopback, for rehearsals and tests.
+
+    It accepts the keys VOUCHERIFY_APP_ID=sandbox-app-id VOUCHERIFY_APP_TOKEN=sandbox-app-token and runs
+    until Ctrl-C.
+
+    \b
+    Example (two terminals):
+        distributor sandbox --port 8080 --rate-limit 100/min --latency 150ms --latency-p99 1s --error-rate 0.03
+        VOUCHERIFY_APP_ID=sandbox-app-id VOUCHERIFY_APP_TOKEN=sandbox-app-token \\
+            distributor run jobs/demo.toml --api-url http://127.0.0.1:8080 --rate-limit 100/min
+    """
+    from .sandbox import serve
+    from .sandbox.embedded import sandbox_config
+
+    try:
+        config = sandbox_config(options, where="the options")
+    except DistributorError as error:
+        raise Failure(str(error), error.exit_code) from None
+
+    def ready(server: Any) -> None:
+        limit = options.get("rate_limit") or "unlimited"
+        click.echo(f"Voucherify sandbox on {server.url} (rate limit {limit}); Ctrl-C to stop", err=True)
+        click.echo(f"  VOUCHERIFY_APP_ID={config.app_id} VOUCHERIFY_APP_TOKEN={config.app_token}", err=True)
+
+    try:
+        state = serve(config, host, port, on_ready=ready, arrivals_path=arrivals)
+    except OSError as error:
+        raise Failure(f"cannot listen on {host}:{port}: {error.strerror or error}", 2) from None
+    stats = state.stats()
+    click.echo(
+        f"served {stats['arrivals']} requests: {stats['ok']} ok, {stats['rate_limited']} rate-limited, "
+        f"{stats['fault_5xx']} 5xx, {stats['lost_answer']} answers lost; {stats['publications']} publications",
+        err=True,
+    )
+
+
 def render_summary(summary: dict[str, Any]) -> str:
     """The short human summary printed at the end of a run."""
     members, calls, rate, skipped = summary["members"], summary["calls"], summary["rate"], summary["skipped"]

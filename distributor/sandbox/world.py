@@ -99,6 +99,9 @@ class SandboxConfig:
     #: True: any reuse of a publication source_id is ``400 duplicate_source_id``.
     strict_source_id: bool = False
     seed: int | None = None
+    #: Customers (by source_id) whose publications are refused with ``400 <key>``, e.g.
+    #: ``{"cust-1": "voucher_cannot_be_published"}``: a per-member refusal, for tests of the errors report.
+    refuse_customers: Mapping[str, str] = field(default_factory=dict)
     campaigns: list[Campaign] = field(default_factory=default_campaigns)
     #: A ``time.monotonic``-like clock (seconds); inject one to test the rules without sleeping.
     clock: Callable[[], float] | None = None
@@ -441,6 +444,11 @@ class Sandbox:
 
     def _publish(self, request: _PublicationRequest, join_once_flag: bool) -> Publication:
         campaign = self._campaign(request.campaign_ref)
+        refused = self.config.refuse_customers.get(str(request.customer.get("source_id")))
+        if refused is not None:
+            raise _Refusal(
+                400, refused, "Voucher cannot be published", "This customer cannot receive a code of this campaign"
+            )
         customer_id = self._resolve_customer(request.customer)
 
         if request.source_id is not None:

@@ -1,0 +1,85 @@
+"""Shared helpers: a real loopback sandbox, segment files, and running a distribution against them."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from distributor.config import JobConfig
+from distributor.engine import Distribution, RunResult
+from distributor.sandbox import DEMO_APP_ID, DEMO_APP_TOKEN, SandboxConfig, SandboxServer
+
+PROJECT = Path(__file__).resolve().parents[1]
+SAMPLE_SEGMENT = PROJECT / "sample_data" / "segment.csv"
+SANDBOX_ENV = {"VOUCHERIFY_APP_ID": DEMO_APP_ID, "VOUCHERIFY_APP_TOKEN": DEMO_APP_TOKEN}
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Any]:
+    """A factory: ``sandbox(rate_limit=Rate(…), …)`` starts a loopback sandbox, stopped after the test."""
+    servers: list[SandboxServer] = []
+
+    def start(**options: Any) -> SandboxServer:
+        options.setdefault("seed", 1)
+        server = SandboxServer(SandboxConfig(**options)).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def write_segment(path: Path, identities: Sequence[str], *, column: str = "identity", extra: bool = True) -> Path:
+    """A CleverTap-style CSV export with ``identities`` in ``column`` (plus an Email column)."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([column, "Email"] if extra else [column])
+        for index, identity in enumerate(identities):
+            writer.writerow([identity, f"user{index}@example.com"] if extra else [identity])
+    return path
+
+
+def make_config(tmp_path: Path, server: SandboxServer | None, segment: Path, **options: Any) -> JobConfig:
+    values: dict[str, Any] = {
+        "segment": segment,
+        "campaign": "reactivation-20",
+        "rate_limit": "6000/min",
+        "output": tmp_path / "out" / "codes.csv",
+        "api_url": server.url if server is not None else "sandbox",
+        "timeout": "5s",
+    }
+    values.update(options)
+    return JobConfig.load(None, values, SANDBOX_ENV)
+
+
+def run(config: JobConfig, **options: Any) -> RunResult:
+    return anyio.run(lambda: Distribution(config, **options).run(), backend="asyncio")
+
+
+def read_codes(path: Path) -> tuple[list[str], dict[str, str]]:
+    """The CleverTap CSV's header and its identity → code rows (asserting no identity appears twice)."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    header, body = rows[0], rows[1:]
+    codes = {identity: code for identity, code in body}
+    assert len(codes) == len(body), "an identity appears twice in the output"
+    return header, codes
+
+
+def held_codes(server: SandboxServer, campaign: str = "reactivation-20") -> dict[str, set[str]]:
+    return server.sandbox.codes_held(campaign)
+
+
+@pytest.fixture(autouse=True)
+def _no_real_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see a developer's real keys."""
+    for name in list(os.environ):
+        if name.startswith(("VOUCHERIFY_", "CLEVERTAP_")):
+            monkeypatch.delenv(name)
