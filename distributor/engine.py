@@ -40,6 +40,7 @@ import httpx
 from . import identities, outputs
 from .concurrency import InFlightTarget
 from .config import Credentials, JobConfig, publication_source_id
+from .export import export_files
 from .errors import (
     EXIT_MEMBER_FAILURES,
     EXIT_OK,
@@ -609,20 +610,9 @@ class Distribution:
         else:
             exit_code, reason, message = EXIT_OK, "completed", "every valid member holds a code"
 
-        files = {
-            "codes": config.output,
-            "manifest": config.manifest_path,
-            "errors": config.errors_path,
-            "skipped": config.skipped_path,
-            "summary": config.summary_path,
-            "journal": journal.path,
-        }
-        key = segment.key
-        written = outputs.write_codes(config.output, journal.codes(), key=key, property=config.property_name)
-        outputs.write_manifest(config.manifest_path, key=key, property=config.property_name)
-        outputs.write_errors(config.errors_path, journal.failures(), key=key)
-        outputs.write_skipped(config.skipped_path, journal.skipped(run_id))
-        summary = self._summary(journal, counts, exit_code, reason, message, files, written)
+        exported = export_files(config, journal, run_id=run_id, key=segment.key)
+        files = {**exported.files, "summary": config.summary_path, "journal": journal.path}
+        summary = self._summary(journal, run_id, counts, exit_code, reason, message, files, exported.codes)
         outputs.write_summary(config.summary_path, summary)
         journal.finish_run(run_id, exit_code=exit_code, reason=reason, summary=json.dumps(summary, default=str))
         return RunResult(exit_code, reason, message, stats, summary, files)
@@ -630,6 +620,7 @@ class Distribution:
     def _summary(
         self,
         journal: Journal,
+        run_id: int,
         counts: dict[str, int],
         exit_code: int,
         reason: str,
@@ -658,6 +649,7 @@ class Distribution:
                 "already_held": stats.held_before,
                 "failed": counts["failed"],
                 "without_code": counts["pending"] + counts["sending"],
+                "left_segment": journal.left_segment(run_id),
                 "codes_in_output": written,
             },
             "skipped": {"total": sum(stats.skipped.values()), "by_reason": dict(stats.skipped)},

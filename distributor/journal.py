@@ -363,6 +363,11 @@ class Journal:
         ).fetchone()
         return int(row[0])
 
+    def left_segment(self, run_id: int) -> int:
+        """Members of earlier runs that are not in this run's segment (they are reported, never touched)."""
+        row = self._db.execute("SELECT count(*) FROM members WHERE seen_run < ?", (run_id,)).fetchone()
+        return int(row[0])
+
     def codes(self) -> Iterator[tuple[str, str]]:
         """``(identity, code)`` of every member holding a code, in order of first appearance."""
         for identity, code in self._db.execute("SELECT identity, code FROM members WHERE state = 'done' ORDER BY id"):

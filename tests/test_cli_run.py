@@ -78,7 +78,7 @@ def test_member_failures_exit_1_and_name_the_errors_file(tmp_path: Path, sandbox
     assert f"exit 1: 1 members could not get a code: see {tmp_path / 'o.errors.csv'}" in result.stdout
     summary = json.loads((tmp_path / "o.summary.json").read_text())
     assert summary["members"] == {"in_segment": 3, "published": 2, "already_held": 0, "failed": 1,
-                                  "without_code": 0, "codes_in_output": 2}
+                                  "without_code": 0, "left_segment": 0, "codes_in_output": 2}
 
 
 def test_the_installed_command_runs_as_a_real_process(tmp_path: Path) -> None:

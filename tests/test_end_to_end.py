@@ -68,6 +68,9 @@ def test_a_grown_segment_publishes_only_to_the_new_members(tmp_path: Path, sandb
 
     assert result.exit_code == EXIT_OK
     assert result.stats.published == 15 and result.stats.held_before == 30
+    write_segment(segment, ids(45)[10:])
+    shrunk = run(config)
+    assert shrunk.summary["members"]["left_segment"] == 10 and shrunk.stats.published == 0
     assert len(server.sandbox.publications) == 45
     _, codes = read_codes(config.output)
     assert {i: {c} for i, c in codes.items()} == held_codes(server)
