@@ -18,6 +18,7 @@ from collections import deque
 _INITIAL_LATENCY = 1.0
 _SAMPLES = 256
 _HEADROOM = 1.5
+_RECOMPUTE_EVERY = 16
 
 
 class InFlightTarget:
@@ -29,18 +30,19 @@ class InFlightTarget:
         self.ceiling = fixed or ceiling
         self._latencies: deque[float] = deque(maxlen=_SAMPLES)
         self._answered = False
+        self._tail = _INITIAL_LATENCY
 
     def observe(self, latency: float) -> None:
         self._answered = True
         self._latencies.append(latency)
+        if len(self._latencies) < _RECOMPUTE_EVERY or len(self._latencies) % _RECOMPUTE_EVERY == 0:
+            ordered = sorted(self._latencies)
+            self._tail = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
 
     @property
     def tail_latency(self) -> float:
-        """The 99th percentile of the recent latencies (the initial guess before any)."""
-        if not self._latencies:
-            return _INITIAL_LATENCY
-        ordered = sorted(self._latencies)
-        return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+        """The 99th percentile of the recent latencies (the initial guess before any answer)."""
+        return self._tail
 
     @property
     def target(self) -> int:

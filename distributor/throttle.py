@@ -11,14 +11,15 @@ retries and look-ups included — and the job should still use almost all of ``N
    quantised — it spins forever on a virtual test clock.  The schedule below is a few lines and does all three.)
 2. **A sliding-window log** of our own send times: a call is sent only when fewer than ``allowed`` of our calls
    were sent in the last ``window`` seconds.  This is the hard guarantee, whatever the pacer does.  The window is
-   the period plus a small ``margin`` (2 % of the period, at most 1 s), which absorbs the jitter between the
+   the period plus a small ``margin`` (1 % of the period, between 50 ms and 1 s), which absorbs the jitter between the
    moment we send and the moment the server counts the call.  A resumed run seeds the log with the calls the
    journal says the previous run made, because the server still remembers them.
 3. **Feedback** from Voucherify's headers, downward only: every answer's ``X-Rate-Limit-Limit`` and
    ``-Remaining`` tell how many calls the server counted; what exceeds our own calls was spent by other clients
    of the same project (the shop), and ``allowed`` drops so that ours plus theirs fit.  A 429 pauses every call
-   until the server's ``X-Rate-Limit-Retry`` / ``Retry-After`` hint and halves ``allowed``.  ``allowed`` then
-   recovers gradually (5 % of the grant every tenth of a window) — never above the grant.
+   until the server's ``X-Rate-Limit-Retry`` / ``Retry-After`` hint and halves ``allowed`` (once per episode).
+   ``allowed`` then recovers gradually (5 % of the grant every tenth of a window) up to what the other clients
+   leave — never above the grant.
 
 Time is the event loop's clock (``anyio.current_time``), so tests drive it with a virtual clock instead of
 sleeping.
@@ -44,12 +45,14 @@ _EPSILON = 1e-9
 #: The part of the server's limit never counted on when other traffic is present (estimates are noisy).
 _RESERVE_SHARE = 0.02
 _RECOVERY_STEP_SHARE = 0.05
+#: Other clients' calls up to this many are read as measurement noise (a call counted at a window's edge).
+_NOISE_CALLS = 1
 _RECOVERY_EVERY_WINDOW_SHARE = 0.1
 
 
 def default_margin(period: float) -> float:
-    """Seconds added to the period to absorb send → arrival jitter: 2 % of it, between 20 ms and 1 s."""
-    return min(1.0, max(0.02, 0.02 * period))
+    """Seconds added to the period to absorb send → arrival jitter: 1 % of it, between 50 ms and 1 s."""
+    return min(1.0, max(0.05, 0.01 * period))
 
 
 @dataclass
@@ -81,6 +84,9 @@ class Throttle:
         self._sends: deque[float] = deque(maxlen=rate.calls)
         self._paused_until = 0.0
         self._last_change = -math.inf
+        self._last_cut = -math.inf
+        #: recent estimates of the other clients' calls: (when, how many in the server's window, server's limit)
+        self._others: deque[tuple[float, int, int]] = deque()
         self._lock = anyio.Lock()
         #: the pacing schedule: the theoretical time of the next call (GCRA's "TAT"), set so that the tolerance
         #: is already used up — an empty allowance, no burst at start
@@ -98,10 +104,9 @@ class Throttle:
     def paused_until(self) -> float:
         return self._paused_until
 
-    def sends_within(self, seconds: float, until: float | None = None) -> int:
-        """How many of our calls were sent in ``(until - seconds, until]`` (``until`` defaults to now)."""
-        until = self._clock() if until is None else until
-        return sum(1 for t in self._sends if until - seconds < t <= until)
+    def sends_between(self, start: float, end: float) -> int:
+        """How many of our calls were sent in ``(start, end]``."""
+        return sum(1 for t in self._sends if start < t <= end)
 
     def _seed(self, history: Iterable[float]) -> None:
         """Remember the calls (Unix times) a previous run made: the server has not forgotten them."""
@@ -135,25 +140,39 @@ class Throttle:
 
     # ------------------------------------------------------------------ feedback
     def observe(self, rate: RateLimitHeaders, status: int, sent_at: float | None = None) -> None:
-        """Learn from one answer's rate-limit headers (``sent_at``: the loop time the call was granted)."""
+        """Learn from one answer's rate-limit headers (``sent_at``: the loop time the call was sent)."""
         now = self._clock()
+        sent_at = now if sent_at is None else sent_at
         if status == 429 and rate.limit_type != "api_calls_cycle":
-            self._on_rate_limited(rate, now)
+            self._on_rate_limited(rate, now, sent_at)
             return
         if rate.limit is None or rate.remaining is None:
             return
-        # Calls the server counted in its window, minus ours in the same window: other clients' calls.
-        sent_at = now if sent_at is None else sent_at
-        ours = self.sends_within(self.grant.period, until=sent_at)
-        others = max(0, rate.limit - rate.remaining - ours)
-        if others == 0:
-            return
-        reserve = max(1, math.ceil(rate.limit * _RESERVE_SHARE))
-        room = rate.limit - others - reserve
+        # The server counted `limit - remaining` calls in its window when this call arrived; those beyond ours were
+        # made by other clients of the project.  Ours are counted from a window before the send to *now*: every
+        # call of ours the server can have counted is inside that span (calls sent after this one may have
+        # overtaken it), so the estimate of the others' calls errs low, never high.  A false alarm would cost
+        # throughput; a real excess is caught by the reserve and, at worst, by a 429.
+        ours = self.sends_between(sent_at - self.window, now)
+        others = rate.limit - rate.remaining - ours
+        if others > _NOISE_CALLS:
+            self._others.append((now, others, rate.limit))
+        room = self._room(now)
         if room < self._allowed:
-            self._set_allowed(max(1, room), now)
+            self._set_allowed(room, now)
 
-    def _on_rate_limited(self, rate: RateLimitHeaders, now: float) -> None:
+    def _room(self, now: float) -> int:
+        """What the other clients leave us: the server's limit, minus the most they spent in a recent window."""
+        while self._others and self._others[0][0] < now - self.window:
+            self._others.popleft()
+        if not self._others:
+            return self.grant.calls
+        limit = self._others[-1][2]
+        others = max(seen for _, seen, _ in self._others)
+        reserve = max(1, math.ceil(limit * _RESERVE_SHARE))
+        return max(1, min(self.grant.calls, limit - others - reserve))
+
+    def _on_rate_limited(self, rate: RateLimitHeaders, now: float, sent_at: float) -> None:
         hint = rate.wait_until(self._wall())
         # no hint: wait for one slot of the window to free up
         resume = now + (hint - self._wall() if hint is not None else self.window / max(1, self._allowed))
@@ -161,26 +180,26 @@ class Throttle:
             self.stats.waits_for_server += 1
             self.stats.seconds_paused += resume - max(now, self._paused_until)
             self._paused_until = resume
-        self._set_allowed(max(1, self._allowed // 2), now)
-
-    def pause_until_wall(self, unix_time: float) -> None:
-        """Send nothing before ``unix_time`` (a server hint given in Unix time)."""
-        resume = self._clock() + (unix_time - self._wall())
-        if resume > self._paused_until:
-            self._paused_until = resume
+        # One cut per episode: 429s for calls sent before the last cut are echoes of the same excess.
+        if sent_at > self._last_cut:
+            self._set_allowed(max(1, self._allowed // 2), now)
 
     def _set_allowed(self, allowed: int, now: float) -> None:
+        allowed = min(allowed, self.grant.calls)
         if allowed == self._allowed:
             return
         if allowed < self._allowed:
             self.stats.cuts += 1
             self.stats.lowest_allowed = min(self.stats.lowest_allowed, allowed)
-        self._allowed = min(allowed, self.grant.calls)
+            self._last_cut = now
+        self._allowed = allowed
         self._last_change = now
 
     def _recover(self, now: float) -> None:
-        if self._allowed >= self.grant.calls or now < self._paused_until:
+        """Additive increase: 5 % of the grant every tenth of a window, up to what the other clients leave."""
+        if now < self._paused_until or now - self._last_change < self.window * _RECOVERY_EVERY_WINDOW_SHARE:
             return
-        if now - self._last_change >= self.window * _RECOVERY_EVERY_WINDOW_SHARE:
+        ceiling = self._room(now)
+        if self._allowed < ceiling:
             step = max(1, math.ceil(self.grant.calls * _RECOVERY_STEP_SHARE))
-            self._set_allowed(min(self.grant.calls, self._allowed + step), now)
+            self._set_allowed(min(ceiling, self._allowed + step), now)

@@ -146,3 +146,48 @@ def test_headers_that_match_our_own_calls_change_nothing() -> None:
         return throttle
 
     assert run_virtual(main).allowed == 100
+
+
+def test_a_burst_of_429s_for_calls_already_in_flight_cuts_the_pace_once() -> None:
+    async def main() -> Throttle:
+        throttle = Throttle(Rate(100, 60.0), wall_clock=wall)
+        sent = await grants(throttle, 6)
+        for sent_at in sent:  # six calls were in flight when the limit was hit: six 429s, one episode
+            throttle.observe(RateLimitHeaders(retry_after=1.0, limit_type="api_calls"), 429, sent_at=sent_at)
+        return throttle
+
+    throttle = run_virtual(main)
+    assert throttle.allowed == 50
+    assert throttle.stats.cuts == 1
+
+
+def test_recovery_stops_at_what_the_other_clients_leave() -> None:
+    """The shop keeps spending 40 of 100: after a 429 the pace climbs back to 58 (100 - 40 - 2), not to 100."""
+
+    async def main() -> list[int]:
+        throttle = Throttle(Rate(100, 60.0), wall_clock=wall)
+        throttle.observe(RateLimitHeaders(retry_after=1.0, limit_type="api_calls"), 429)
+        allowed = []
+        for _ in range(300):
+            sent_at = await throttle.acquire()
+            ours = throttle.sends_between(sent_at - throttle.window, sent_at)
+            throttle.observe(RateLimitHeaders(limit=100, remaining=max(0, 100 - 40 - ours)), 200, sent_at=sent_at)
+            allowed.append(throttle.allowed)
+        return allowed
+
+    allowed = run_virtual(main)
+    assert allowed[0] == 50
+    assert max(allowed) == 58
+    assert allowed[-1] == 58
+
+
+def test_a_call_overtaken_by_later_calls_is_no_false_alarm() -> None:
+    """The server counted 3 of our calls sent after this one (they overtook it): nobody else is there."""
+
+    async def main() -> Throttle:
+        throttle = Throttle(Rate(100, 60.0), wall_clock=wall)
+        sent = await grants(throttle, 10)
+        throttle.observe(RateLimitHeaders(limit=100, remaining=90), 200, sent_at=sent[6])
+        return throttle
+
+    assert run_virtual(main).allowed == 100
