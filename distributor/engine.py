@@ -27,7 +27,7 @@ import math
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -66,6 +66,9 @@ _OUTAGE_SECONDS = 60.0
 _OUTAGE_CALLS = 20
 _LOAD_BATCH = 20_000
 _RETRY = object()
+#: Backoff between attempts of one member: full jitter over [0, min(cap, base · 2^(attempt-1))] seconds.
+_BACKOFF_BASE = 0.25
+_BACKOFF_CAP = 30.0
 _WORK_BATCH = 500
 
 
@@ -163,7 +166,7 @@ class Distribution:
         self._work_scope: anyio.CancelScope | None = None
         self._consecutive_failures = 0
         self._last_success = 0.0
-        self._campaign: Campaign | None = None
+        self._campaign_ref = config.campaign  # the campaign's id once known
         self._distribution = ""
         self._join_once = False
 
@@ -178,10 +181,7 @@ class Distribution:
             journal.lock()
             self._check_journal(journal, segment)
             run_id = journal.start_run(str(config.segment))
-            self._load(journal, run_id, segment)
-            if self.stats.to_publish:
-                async with self._client() as client:
-                    await self._distribute(journal, run_id, client)
+            await self._run_watched(journal, run_id, segment)
             result = self._finish(journal, run_id, segment)
         except DistributorError as error:
             if run_id:
@@ -191,6 +191,18 @@ class Distribution:
         finally:
             journal.close()
         return result
+
+    async def _run_watched(self, journal: Journal, run_id: int, segment: Segment) -> None:
+        """Load and publish with a signal watcher alongside, from the first row read to the last call."""
+
+        async def load_and_publish() -> None:
+            # in a worker thread, so that a signal is handled while a huge export is being read
+            await anyio.to_thread.run_sync(self._load, journal, run_id, segment)
+            if self.stats.to_publish and not self._stopping.is_set():
+                async with self._client() as client:
+                    await self._distribute(journal, run_id, client)
+
+        await _alongside(load_and_publish, *([self._watch_signals] if self.handle_signals else []))
 
     # ------------------------------------------------------------------ 1. journal and segment
     def _check_journal(self, journal: Journal, segment: Segment) -> None:
@@ -221,6 +233,8 @@ class Distribution:
         seq = 0
         rows_read = 0
         for batch in segment.batches(_LOAD_BATCH):
+            if self._stopping.is_set():
+                return  # interrupted while reading: nothing was published, _finish says so
             rows_read += len(batch)
             valid: list[tuple[int, int, str]] = []
             skipped: list[tuple[int, str, str, str]] = []
@@ -299,32 +313,40 @@ class Distribution:
         self._in_flight = InFlightTarget(config.budget.per_second, fixed=config.concurrency)
         self._journal, self._run_id, self._api = journal, run_id, client
 
-        async with anyio.create_task_group() as watchers:
-            if self.handle_signals:
-                watchers.start_soon(self._watch_signals)
-            if self.reporter is not None:
-                watchers.start_soon(self._report)
-            try:
-                await self._preflight()
-                if not self._stopping.is_set():
-                    await self._publish_all()
-            finally:
-                watchers.cancel_scope.cancel()
+        async def preflight_and_publish() -> None:
+            await self._preflight()
+            if not self._stopping.is_set():
+                await self._publish_all()
+
+        # Everything that calls Voucherify runs in this scope: a stop gives it a deadline (STOP_GRACE), a second
+        # signal cancels it at once; members whose call was cut stay `sending` and are re-sent on resume.
+        with anyio.CancelScope() as self._work_scope:
+            await _alongside(preflight_and_publish, *([self._report] if self.reporter is not None else []))
 
     async def _preflight(self) -> None:
-        """One ``GET /v1/campaigns/{id}``: stops at once on bad keys or an unknown campaign."""
+        """Know the campaign before publishing.
+
+        A new journal costs one ``GET /v1/campaigns/{id}``: bad keys or an unknown campaign stop the run after that
+        single call, and it tells the campaign's id and whether it is join-once.  A resumed journal already knows
+        both; its first publication, sent alone, would reveal bad keys just as cheaply.
+        """
         config, journal = self.config, self._journal
-        campaign = await self._call_with_retries("campaign", None, lambda: self._api.get_campaign(config.campaign))
-        if self._stopping.is_set():
-            return
         known_id = journal.meta("campaign_id") or None
-        if isinstance(campaign, Campaign):
-            if known_id and known_id != campaign.id:
-                raise JournalError(
-                    f"journal {journal.path} belongs to campaign {known_id}, but {config.campaign!r} is {campaign.id}"
-                )
-            self._campaign, self._join_once, known_id = campaign, campaign.join_once, campaign.id
-            self._warn_about(campaign)
+        known_join_once = journal.meta("join_once")
+        if known_id and known_join_once in ("0", "1"):
+            self._campaign_ref, self._join_once = known_id, known_join_once == "1"
+        else:
+            campaign = await self._call_with_retries("campaign", None, lambda: self._api.get_campaign(config.campaign))
+            if self._stopping.is_set():
+                return
+            if isinstance(campaign, Campaign):
+                if known_id and known_id != campaign.id:
+                    raise JournalError(
+                        f"journal {journal.path} belongs to campaign {known_id}, but {config.campaign!r} is {campaign.id}"
+                    )
+                self._campaign_ref, self._join_once, known_id = campaign.id, campaign.join_once, campaign.id
+                journal.set_meta(join_once="1" if campaign.join_once else "0", campaign_type=campaign.type or "")
+                self._warn_about(campaign)
         # By default the distribution is the campaign's id, so one customer gets one code per campaign even if
         # this journal is lost; the journal pins whatever name its first run used.
         self._distribution = config.distribution or journal.meta("distribution") or known_id or config.campaign
@@ -346,24 +368,25 @@ class Distribution:
             )
 
     async def _publish_all(self) -> None:
+        """Dispatch the members without a code in segment order, as many in flight as the latency needs."""
         slots = anyio.CapacityLimiter(1)
-        with anyio.CancelScope() as self._work_scope:
-            async with anyio.create_task_group() as work:
-                after = 0
-                while not self._stopping.is_set():
-                    batch = self._journal.work(
-                        self._run_id, after_seq=after, limit=_WORK_BATCH, retry_failed=self.config.retry_failed
-                    )
-                    if not batch:
+        async with anyio.create_task_group() as work:
+            after = 0
+            while not self._stopping.is_set():
+                batch = self._journal.work(
+                    self._run_id, after_seq=after, limit=_WORK_BATCH, retry_failed=self.config.retry_failed
+                )
+                if not batch:
+                    break
+                for member in batch:
+                    self._in_flight.rate_per_second = self._throttle.allowed / self._throttle.window
+                    slots.total_tokens = self._in_flight.target
+                    await slots.acquire_on_behalf_of(member)
+                    if self._stopping.is_set():
+                        slots.release_on_behalf_of(member)
                         break
-                    for member in batch:
-                        slots.total_tokens = self._in_flight.target
-                        await slots.acquire_on_behalf_of(member)
-                        if self._stopping.is_set():
-                            slots.release_on_behalf_of(member)
-                            break
-                        work.start_soon(self._serve, member, slots)
-                    after = batch[-1].seen_seq
+                    work.start_soon(self._serve, member, slots)
+                after = batch[-1].seen_seq
 
     async def _serve(self, member: Member, slots: anyio.CapacityLimiter) -> None:
         """Get this member's code, retrying transient failures with the same ``source_id``."""
@@ -374,7 +397,7 @@ class Distribution:
                 "publish",
                 member,
                 lambda: self._api.publish(
-                    campaign=self._campaign.id if self._campaign else self.config.campaign,
+                    campaign=self._campaign_ref,
                     customer_source_id=member.identity,
                     source_id=source_id,
                     join_once=self._join_once,
@@ -426,6 +449,8 @@ class Distribution:
             except (ApiError, TransportError) as error:
                 decision = decide(error, campaign=self.config.campaign)
                 self._count_failure(decision)
+                if decision.reason == "rate_limited":
+                    attempt -= 1  # the server's limit, not this member's fault: it does not use up attempts
                 outcome = await self._after_failure(kind, member, error, decision, attempt, source_id)
                 if outcome is _RETRY:
                     continue
@@ -473,7 +498,7 @@ class Distribution:
             return None
         self.stats.retries += 1
         if decision.reason != "rate_limited":  # a 429 already paused the throttle until the server's hint
-            await self._sleep_unless_stopping(backoff(attempt))
+            await self._sleep_unless_stopping(backoff(attempt, base=_BACKOFF_BASE, cap=_BACKOFF_CAP))
         return _RETRY
 
     async def _look_up(self, member: Member, source_id: str) -> Publication | None:
@@ -492,7 +517,7 @@ class Distribution:
                     return None
                 if decision.action is not Action.RETRY:
                     return None
-                await self._sleep_unless_stopping(backoff(attempt))
+                await self._sleep_unless_stopping(backoff(attempt, base=_BACKOFF_BASE, cap=_BACKOFF_CAP))
                 continue
             if found is not None:
                 self.stats.recovered_by_lookup += 1
@@ -677,6 +702,26 @@ class Distribution:
             summary["rate"]["lowest_allowed_per_window"] = self._throttle.stats.lowest_allowed
             summary["rate"]["paused_for_server_seconds"] = round(self._throttle.stats.seconds_paused, 3)
         return summary
+
+
+async def _alongside(body: Callable[[], Awaitable[None]], *background: Callable[[], Awaitable[None]]) -> None:
+    """Run ``body`` with ``background`` tasks that are cancelled when it ends.
+
+    A :class:`DistributorError` from ``body`` is raised as itself, not wrapped in an exception group, so the edge
+    can render it as one line.
+    """
+    failure: DistributorError | None = None
+    async with anyio.create_task_group() as group:
+        for task in background:
+            group.start_soon(task)
+        try:
+            await body()
+        except DistributorError as error:
+            failure = error
+        finally:
+            group.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
 
 
 def _iso(unix: float) -> str:

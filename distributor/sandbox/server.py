@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import socket
@@ -21,10 +22,11 @@ _STOP_TIMEOUT = 5.0
 
 
 class _QuietDrops(logging.Filter):
-    """Keeps the deliberate connection drops (``AnswerDropped``) out of uvicorn's error log; real errors pass."""
+    """Keeps the deliberate connection drops (``AnswerDropped``), and the requests cut short when the sandbox is
+    stopped while answers are still pending (``CancelledError``), out of uvicorn's error log; real errors pass."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], AnswerDropped))
+        return not (record.exc_info and isinstance(record.exc_info[1], (AnswerDropped, asyncio.CancelledError)))
 
 
 _uvicorn_errors = logging.getLogger("uvicorn.error")

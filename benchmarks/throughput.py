@@ -1,0 +1,172 @@
+"""Throughput benchmarks: how close the job runs to its budget, and how fast it could go.
+
+    .venv/bin/python benchmarks/throughput.py            # all scenarios (about 3 minutes)
+    .venv/bin/python benchmarks/throughput.py --quick    # shorter runs
+
+The sandbox runs in its own process (``distributor sandbox``), as Voucherify would, so the job's figures are its
+own.  Scenarios:
+
+* **budget** — Voucherify's Organization plan, 2,000 calls/min, with a long latency tail (median 150 ms, p99
+  1.2 s) and 3 % of 5xx: utilisation of the granted rate from first call to last, 429s, calls per code, the most
+  calls the server counted in any minute.
+* **shop** — the same plan while the shop spends 500 calls/min of it: what the job takes, and how many of the
+  shop's calls were refused.
+* **ceiling** — no limit, no latency: publications per second end to end (journal included) and CPU time per
+  publication: the client's own ceiling.
+* **naive** — the baseline: a sequential loop of ``httpx`` calls, one after another, without a journal, at zero
+  latency and at the long-tail latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from distributor.config import JobConfig
+from distributor.engine import run_distribution
+from distributor.sandbox import DEMO_APP_ID, DEMO_APP_TOKEN
+
+ENV = {"VOUCHERIFY_APP_ID": DEMO_APP_ID, "VOUCHERIFY_APP_TOKEN": DEMO_APP_TOKEN}
+HEADERS = {"X-App-Id": DEMO_APP_ID, "X-App-Token": DEMO_APP_TOKEN}
+
+
+@contextmanager
+def sandbox_process(*options: str) -> Iterator[tuple[str, list[dict]]]:
+    """``distributor sandbox`` in its own process; yields its URL and, after it stops, its arrival log."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    workdir = Path(tempfile.mkdtemp(prefix="bench-sandbox-"))
+    arrivals_path = workdir / "arrivals.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "distributor", "sandbox", "--port", str(port), "--seed", "1",
+         "--arrivals", str(arrivals_path), *options],
+        stderr=subprocess.PIPE, text=True,
+    )
+    assert process.stderr is not None
+    process.stderr.readline()  # "Voucherify sandbox on http://127.0.0.1:PORT …": it is listening
+    arrivals: list[dict] = []
+    try:
+        yield f"http://127.0.0.1:{port}", arrivals
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        arrivals.extend(json.loads(line) for line in arrivals_path.read_text().splitlines())
+
+
+def segment(size: int) -> Path:
+    path = Path(tempfile.mkdtemp(prefix="bench-")) / "segment.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["identity", "Email"])
+        writer.writerows([f"customer-{i:08d}", f"c{i}@example.com"] for i in range(size))
+    return path
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    best, first = 0, 0
+    for last, at in enumerate(times):
+        while at - times[first] >= window:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
+
+
+def run_job(url: str, members: int, rate: str, **options: object) -> tuple[dict, float, float]:
+    """Run a distribution in this process; returns its summary, wall seconds and CPU seconds."""
+    path = segment(members)
+    config = JobConfig.load(
+        None,
+        {"segment": path, "campaign": "reactivation-20", "api_url": url, "rate_limit": rate,
+         "output": path.with_name("codes.csv"), **options},
+        ENV,
+    )
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = run_distribution(config)
+    return result.summary, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def scenario_budget(members: int) -> None:
+    with sandbox_process("--rate-limit", "2000/min", "--latency", "150ms", "--latency-p99", "1.2s",
+                         "--error-rate", "0.03") as (url, arrivals):
+        summary, wall, _ = run_job(url, members, "2000/min")
+    ours = sorted(a["at"] for a in arrivals if a["kind"] != "background")
+    print_row("budget: 2,000/min plan, p50 150 ms, p99 1.2 s, 3 % 5xx", summary, wall, arrivals,
+              f"max in any 60 s: {max_in_window(ours, 60.0)} / 2000")
+
+
+def scenario_shop(members: int) -> None:
+    with sandbox_process("--rate-limit", "2000/min", "--latency", "150ms", "--latency-p99", "1.2s",
+                         "--background-rate", "500/min") as (url, arrivals):
+        summary, wall, _ = run_job(url, members, "2000/min")
+    shop_refused = sum(1 for a in arrivals if a["kind"] == "background" and a["status"] == 429)
+    shop_calls = sum(1 for a in arrivals if a["kind"] == "background")
+    print_row("shop: the same plan, the shop spends 500/min", summary, wall, arrivals,
+              f"shop calls refused: {shop_refused} of {shop_calls}; job took "
+              f"{summary['rate']['achieved_per_minute']:.0f}/min of the 1,460 left (1,500 minus a 2 % reserve)")
+
+
+def scenario_ceiling(members: int) -> None:
+    with sandbox_process() as (url, arrivals):
+        summary, wall, cpu = run_job(url, members, "1000000/min", concurrency=32)
+    published = summary["members"]["published"]
+    print(f"ceiling: no limit, no latency, 32 in flight\n"
+          f"    {published} codes in {wall:.1f} s = {published / wall:.0f} publications/s end to end; "
+          f"CPU {1000 * cpu / published:.2f} ms per publication (job process, journal included); "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+def scenario_naive(members: int, latency: str) -> None:
+    with sandbox_process("--latency", latency) as (url, arrivals):
+        wall, cpu = time.perf_counter(), time.process_time()
+        with httpx.Client(base_url=url, headers=HEADERS, timeout=30) as client:
+            for i in range(members):
+                response = client.post("/v1/publications", json={
+                    "campaign": {"name": "reactivation-20"},
+                    "customer": {"source_id": f"customer-{i:08d}"},
+                    "source_id": f"naive-{i}",
+                })
+                response.raise_for_status()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(f"naive sequential httpx loop, latency {latency}\n"
+          f"    {members} codes in {wall:.1f} s = {members / wall:.1f} publications/s; "
+          f"CPU {1000 * cpu / members:.2f} ms per publication (no journal, no retries, no throttle)")
+
+
+def print_row(title: str, summary: dict, wall: float, arrivals: list[dict], extra: str) -> None:
+    calls, rate = summary["calls"], summary["rate"]
+    print(f"{title}\n"
+          f"    {summary['members']['published']} codes in {wall:.1f} s; utilisation {100 * rate['utilisation']:.1f} % "
+          f"({rate['achieved_per_minute']:.0f}/min of {rate['budget']}); 429s: {calls['rate_limited_429']}; "
+          f"calls per code {calls['per_code']:.3f} ({calls['retries']} retries); {extra}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="shorter runs (about a minute in all)")
+    args = parser.parse_args()
+    scale = 0.25 if args.quick else 1.0
+    print(f"distributor throughput benchmarks · Python {sys.version.split()[0]} · {os.cpu_count()} CPUs\n")
+    scenario_budget(int(3000 * scale))
+    scenario_shop(int(2000 * scale))
+    scenario_ceiling(int(5000 * scale))
+    scenario_naive(int(2000 * scale), "0ms")
+    scenario_naive(int(200 * scale), "150ms")
+
+
+if __name__ == "__main__":
+    main()
