@@ -7,19 +7,25 @@ the README documents; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__
 from .config import DEFAULT_API_URL, DEFAULT_PROPERTY, JobConfig
-from .errors import EXIT_STOPPED, DistributorError
+from .errors import EXIT_STOPPED, EXIT_UNUSABLE_INPUT, DistributorError
+from .status import DEFAULT_ERRORS
 from .units import format_duration
+
+if TYPE_CHECKING:
+    from .planning import Plan
+    from .status import Status
 
 log = logging.getLogger("distributor")
 
@@ -146,6 +152,7 @@ def run(job_file: Path | None, **options: Any) -> None:
 @click.option("--lost-answer-rate", type=float, default=0.0, show_default=True, help="Share committed, then the connection drops.")
 @click.option("--strict-source-id", is_flag=True, help="Answer 400 duplicate_source_id to any reused source_id.")
 @click.option("--background-rate", help="Calls of other clients (the shop) on the same quota, e.g. 20/min.")
+@click.option("--background-since", help="How long the shop had been calling when the sandbox started, e.g. 1min.")
 @click.option("--cycle-quota", type=int, help="API calls allowed in the billing cycle.")
 @click.option("--campaigns", type=click.Path(path_type=Path, dir_okay=False), help="TOML file of [[campaign]] tables (default: the demo campaigns).")
 @click.option("--seed", type=int, help="Seed for latencies, faults and codes (reproducible runs).")
@@ -187,6 +194,304 @@ def sandbox(port: int, host: str, arrivals: Path | None, **options: Any) -> None
     )
 
 
+@main.command()
+@_job_options
+@click.option("--retry-failed", is_flag=True, default=None, help="Plan as run --retry-failed would: include the members that failed before.")
+@click.option("--cycle-quota", type=click.IntRange(min=1), help="API calls your Voucherify plan allows per billing cycle (Business 100,000; Organization 300,000).")
+@click.option("--cycle-used", type=click.IntRange(min=0), default=0, show_default=True, help="Calls already spent in the current billing cycle (the shop's included).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(job_file: Path | None, cycle_quota: int | None, cycle_used: int, as_json: bool, **options: Any) -> None:
+    """Check a distribution before spending quota: what run would do, what it would cost, what would stop it.
+
+    Takes the same JOB_FILE and options as run.  Reads the segment and the journal (never writes either) and makes
+    one API call, GET /v1/campaigns/{id}, which also proves the keys and the region: the campaign must exist, be
+    active and unexpired, and a STATIC campaign must hold enough codes for the members still to serve.
+
+    \b
+    Exit codes: 0 run would work (warnings are printed); 2 unusable input or configuration, as run;
+    3 run would certainly fail (bad keys, unknown, inactive or expired campaign, STATIC pool too small,
+    quota already spent, or a run of this distribution is in progress).
+
+    \b
+    Examples:
+        distributor plan jobs/reactivation.toml --segment exports/lapsed-2026-11-26.csv.gz --cycle-quota 100000
+        distributor plan jobs/referral.toml --json
+        distributor plan jobs/reactivation.toml && distributor run jobs/reactivation.toml
+    """
+    from .planning import make_plan
+
+    config = _load_config(job_file, options)
+    _setup_logging(config.verbose)
+    try:
+        result = make_plan(config, cycle_quota=cycle_quota, cycle_used=cycle_used)
+    except DistributorError as error:
+        raise Failure(str(error), error.exit_code) from None
+    click.echo(json.dumps(result.to_dict(), indent=2, default=str) if as_json else render_plan(result))
+    if result.problems:
+        click.echo(f"distributor: run would fail: {result.problems[0].message}", err=True)
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@_job_options
+@click.option("--errors", "error_count", type=click.IntRange(min=0), default=DEFAULT_ERRORS, show_default=True, help="How many of the latest member errors to show.")
+@click.option("--window", default="5min", show_default=True, help="Period the recent rate and the ETA are measured over.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON (for monitoring).")
+def status(job_file: Path | None, error_count: int, window: str, as_json: bool, **options: Any) -> None:
+    """Show where a distribution stands, from its journal, without disturbing a run in progress.
+
+    Give the JOB_FILE (or the same options as run), or just --state (the journal) or --output.  No keys are needed
+    and no API call is made; the journal is only read, never locked.  Shows whether a run is in progress, the
+    members by state, the recent rate and the ETA, the latest errors (with Voucherify's request_id) and the
+    earlier runs.
+
+    \b
+    Exit codes: 0 the status was shown; 2 there is no journal to read.
+
+    \b
+    Examples:
+        distributor status jobs/reactivation.toml
+        distributor status --state out/reactivation.journal.sqlite --errors 20
+        watch -n 30 distributor status jobs/reactivation.toml
+    """
+    from .status import read_status
+    from .units import parse_duration
+
+    try:
+        seconds = parse_duration(window)
+    except DistributorError as error:
+        raise Failure(f"--window: {error}", error.exit_code) from None
+    journal_path = _journal_path(job_file, options)
+    try:
+        report = read_status(journal_path, errors=error_count, window=max(1.0, seconds))
+    except DistributorError as error:
+        raise Failure(str(error), error.exit_code) from None
+    click.echo(json.dumps(report.to_dict(), indent=2, default=str) if as_json else render_status(report))
+
+
+@main.command()
+@_job_options
+@click.option("--json", "as_json", is_flag=True, help="Print the files written and their counts as JSON.")
+def export(job_file: Path | None, as_json: bool, **options: Any) -> None:
+    """Rewrite the CleverTap CSV and the reports from the journal, at any time — also while a run is going.
+
+    Give the JOB_FILE (or the same options as run), or --state / --output.  No keys are needed and no API call is
+    made.  Writes, beside the output: the codes CSV and its manifest, <name>.new.csv (the codes published since the
+    last run that went through its whole segment: the daily upload), <name>.left.csv (members who left the
+    segment; they keep their codes), the errors and the skipped-rows reports.  The key column and the property are
+    the ones the runs used (the journal remembers them); --property renames the column.  Every file is written
+    to a temporary name and renamed, so CleverTap never picks up half a file.
+
+    \b
+    Exit codes: 0 the files were written; 2 there is no journal to export, or no --output to write to.
+
+    \b
+    Examples:
+        distributor export jobs/reactivation.toml
+        distributor export --state out/reactivation.journal.sqlite --output /tmp/snapshot.csv
+    """
+    from .export import export_journal
+    from .journal import Journal
+    from .status import no_journal, run_in_progress
+
+    config = _files_config(job_file, options, need_output=True)
+    if not config.journal_path.exists():
+        raise Failure(no_journal(config.journal_path), EXIT_UNUSABLE_INPUT)
+    try:
+        with Journal.open(config.journal_path, readonly=True) as journal:
+            holder = run_in_progress(journal)
+            exported = export_journal(config, journal, property_name=options.get("property_name"))
+    except DistributorError as error:
+        raise Failure(str(error), error.exit_code) from None
+    except OSError as error:
+        raise Failure(f"cannot write the files beside {config.output}: {error.strerror or error}", EXIT_UNUSABLE_INPUT) from None
+    if as_json:
+        click.echo(json.dumps({
+            "journal": str(config.journal_path), "run_id": exported.run_id, "run_in_progress": holder,
+            "codes": exported.codes, "new_codes": exported.new_codes, "left": exported.left,
+            "errors": exported.errors, "skipped": exported.skipped,
+            "files": {name: str(path) for name, path in exported.files.items()},
+        }, indent=2))
+        return
+    files = exported.files
+    click.echo(f"exported from {config.journal_path} (run {exported.run_id}"
+               + (f", in progress: {holder})" if holder else ")"))
+    click.echo(f"  codes     {files['codes']} ({exported.codes} codes) + {files['manifest'].name}")
+    click.echo(f"  new       {files['new']} ({exported.new_codes} codes since the last finished run)")
+    click.echo(f"  left      {files['left']} ({exported.left} members no longer in the segment)")
+    click.echo(f"  errors    {files['errors']} ({exported.errors} members)")
+    click.echo(f"  skipped   {files['skipped']} ({exported.skipped} rows)")
+    if holder:
+        click.echo("a run is in progress: these files are a snapshot; the run rewrites them when it ends")
+
+
+# ---------------------------------------------------------------------- reading a distribution's files
+_LOCATING = ("output", "state", "campaign", "distribution")
+
+
+def _journal_path(job_file: Path | None, options: dict[str, Any]) -> Path:
+    """The journal of the distribution the options name: --state as given, else found like run finds it."""
+    if options.get("state") is not None and job_file is None:
+        return Path(options["state"])
+    return _files_config(job_file, options, need_output=False).journal_path
+
+
+def _files_config(job_file: Path | None, options: dict[str, Any], *, need_output: bool) -> JobConfig:
+    """The configuration of a distribution whose files are only read or rewritten (status, export).
+
+    These commands read no segment and call no API, so the segment, the rate and the keys may be missing: the
+    options only have to say where the files are (a JOB_FILE, --output, --state, or the --campaign /
+    --distribution the default output is named after).
+    """
+    given = {key: value for key, value in options.items() if value is not None}
+    present = set(given) | _job_file_keys(job_file)
+    if not present & set(_LOCATING) and job_file is None:
+        raise Failure("which distribution? give its JOB_FILE, --output or --state", EXIT_UNUSABLE_INPUT)
+    placeholders: dict[str, Any] = {}
+    for key, value in (("segment", "unused.csv"), ("rate_limit", "1/s"), ("campaign", "unused")):
+        if key not in present:
+            placeholders[key] = value
+    if "output" not in present and "campaign" not in present and "distribution" not in present:
+        state = Path(given["state"]) if "state" in given else None
+        if state is not None and state.name.endswith(".journal.sqlite"):
+            placeholders["output"] = state.with_name(state.name.removesuffix(".journal.sqlite") + ".csv")
+        elif need_output:
+            raise Failure(f"give --output: the CSV to write (the journal {state} does not say)", EXIT_UNUSABLE_INPUT)
+        else:
+            placeholders["output"] = Path("unused.csv")
+    # no API call is made: the embedded sandbox's "keys" stand in, so none are needed
+    return _load_config(job_file, {**placeholders, **given, "api_url": "sandbox"})
+
+
+def _job_file_keys(job_file: Path | None) -> set[str]:
+    """The option names a job file sets (``set()`` when it cannot be read: loading it then says why)."""
+    if job_file is None:
+        return set()
+    import tomllib
+
+    try:
+        raw = tomllib.loads(job_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return set()
+    names = {key.replace("-", "_") for key in raw}
+    return {"property_name" if name == "property" else name for name in names}
+
+
+# ---------------------------------------------------------------------- rendering
+def render_plan(plan: Plan) -> str:
+    """The plan as a short report: the segment, the journal, the campaign, the cost, then findings and verdict."""
+    invalid = sum(plan.invalid.values())
+    reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(plan.invalid.items()))
+    lines = [
+        f"plan for distribution {plan.distribution} · campaign {plan.campaign}",
+        f"  segment         {plan.segment_description}",
+        f"  rows            {plan.rows:,}: {plan.members:,} members, {invalid:,} invalid"
+        + (f" ({reasons})" if reasons else "") + f", {plan.duplicates:,} duplicates",
+        f"  journal         {plan.journal}" + ("" if plan.journal_exists else " (none yet: the first run)"),
+        f"  already served  {plan.already_served:,}",
+        f"  failed before   {plan.failed_before:,}" + (" (retried: --retry-failed)" if plan.retry_failed and plan.failed_before else ""),
+        f"  to serve        {plan.to_serve:,}  ({plan.new:,} new, {plan.unfinished:,} left unfinished by an earlier run"
+        + (f", {plan.failed_before:,} failed before" if plan.retry_failed and plan.failed_before else "") + ")",
+        f"  left segment    {plan.left_segment:,}",
+    ]
+    campaign = plan.campaign_checked
+    if campaign is not None:
+        traits = [t for t in (campaign.campaign_type, campaign.type) if t]
+        traits.append("active" if campaign.active is not False else "INACTIVE")
+        if campaign.join_once:
+            traits.append("join-once")
+        if campaign.type == "STATIC" and campaign.vouchers_count is not None:
+            traits.append(f"{campaign.vouchers_count:,} codes")
+        traits.append(f"expires {campaign.expiration_date}" if campaign.expiration_date else "no expiry")
+        lines.append(f"  campaign        {campaign.name} ({campaign.id}): {', '.join(traits)}; keys accepted")
+    else:
+        lines.append("  campaign        not checked")
+    if plan.to_serve:
+        share = f"{100 * plan.retry_share:.1f} % retries and look-ups" + (
+            " as in this journal's history" if plan.retry_share_source == "journal" else " assumed")
+        lines.append(f"  calls           about {plan.calls_expected:,} (at least {plan.calls_minimum:,}; {share})")
+        finish = ""
+        if plan.seconds_at_budget >= 3600:
+            from datetime import datetime, timedelta, timezone
+
+            end = datetime.now(timezone.utc) + timedelta(seconds=plan.seconds_at_budget)
+            finish = f", until about {end:%Y-%m-%d %H:%M} UTC if started now"
+        pace = f"{plan.budget} ({plan.rate_limit} less {100 * plan.headroom:g} % headroom)" if plan.headroom else plan.budget
+        lines.append(f"  time            about {format_duration(plan.seconds_at_budget)} at {pace}{finish}")
+        if plan.cycle_quota is not None:
+            lines.append(f"  quota           {plan.calls_expected:,} of the {plan.cycle_left:,} calls left in the billing cycle")
+    for finding in plan.problems + plan.warnings + plan.notes:
+        lines.append(f"{finding.level}: {finding.message}")
+    if plan.problems:
+        lines.append(f"exit 3: run would fail: {plan.problems[0].message}")
+    elif plan.to_serve:
+        lines.append(f"exit 0: run would publish {plan.to_serve:,} codes in about {format_duration(plan.seconds_at_budget)}")
+    else:
+        lines.append("exit 0: run would publish nothing: every valid member already holds a code")
+    return "\n".join(lines)
+
+
+def render_status(report: Status) -> str:
+    """The status as a short report: the run, the members by state, the pace, the latest errors, earlier runs."""
+    lines = [
+        f"distribution {report.distribution or '-'} · campaign {report.campaign or '-'} · journal {report.journal}"
+    ]
+    run = report.run
+    if run is None:
+        lines.append("no run yet")
+        return "\n".join(lines)
+    if report.state == "running":
+        lines.append(f"run {run.id}: in progress ({report.holder}); started {run.started_at}")
+    elif report.state == "died":
+        lines.append(
+            f"run {run.id}: died: started {run.started_at} and never recorded its end (killed, crashed or rebooted); "
+            "run the same command again to resume"
+        )
+    else:
+        lines.append(f"run {run.id}: {report.state} {run.ended_at}: exit {run.exit_code} {run.reason or ''}".rstrip())
+        if run.message:
+            lines.append(f"  {run.message}")
+    members = report.members
+    total = sum(members.values())
+    done_share = f" ({100 * members['done'] / total:.1f} %)" if total else ""
+    lines += [
+        f"  segment       {run.segment or '-'}: {total:,} members",
+        f"  done          {members['done']:,}{done_share}",
+        f"  in flight     {members['sending']:,}"
+        + ("" if report.state == "running" or not members["sending"] else " (sent before the run ended: resent with the same source_id on resume)"),
+        f"  pending       {members['pending']:,}",
+        f"  failed        {members['failed']:,}",
+        f"  left segment  {report.left_segment:,}",
+    ]
+    calls = report.calls
+    kinds = ", ".join(f"{count:,} {kind}" for kind, count in sorted(calls.items()))
+    lines.append(f"  calls         {sum(calls.values()):,} this run" + (f": {kinds}" if kinds else "")
+                 + (f"; last at {report.last_call_at}" if report.last_call_at else ""))
+    span = format_duration(report.rate_span_seconds)
+    if report.calls_per_minute is not None or report.codes_per_minute is not None:
+        when = f"the last {span}" if report.state == "running" else f"the last {span} before the last call"
+        lines.append(f"  rate          {report.calls_per_minute or 0:.1f} calls/min, {report.codes_per_minute or 0:.1f} codes/min over {when}")
+    if report.state == "running":
+        eta = format_duration(report.eta_seconds) if report.eta_seconds is not None else "unknown (no code saved lately)"
+        lines.append(f"  ETA           {eta} for {report.remaining:,} members")
+    elif report.remaining:
+        lines.append(f"  remaining     {report.remaining:,} members without a code: run the same command again to resume")
+    if report.errors:
+        lines.append(f"latest errors ({len(report.errors)} of {report.failed_total:,} failed members)")
+        for error in report.errors:
+            status = " ".join(str(part) for part in (error.status, error.key) if part)
+            request = f"; request {error.request_id}" if error.request_id else ""
+            lines.append(f"  {error.identity} (row {error.row}): {status or 'no answer'}: {error.message or ''}"
+                         f"{request}; {error.attempts} attempts; {error.at}")
+    if report.previous_runs:
+        lines.append("earlier runs")
+        for earlier in report.previous_runs:
+            end = earlier.ended_at or "never recorded its end"
+            outcome = f"exit {earlier.exit_code} {earlier.reason or ''}".rstrip() if earlier.exit_code is not None else "died"
+            lines.append(f"  run {earlier.id}  {earlier.started_at} → {end}  {outcome}")
+    return "\n".join(lines)
+
+
 def render_summary(summary: dict[str, Any]) -> str:
     """The short human summary printed at the end of a run."""
     members, calls, rate, skipped = summary["members"], summary["calls"], summary["rate"], summary["skipped"]
@@ -214,6 +519,11 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  errors        {summary['files']['errors']}")
     if skipped["total"]:
         lines.append(f"  skipped rows  {summary['files']['skipped']}")
+    update = summary.get("segment_update") or {}
+    if update.get("left"):
+        lines.append(f"  left segment  {update['left']} (not touched; see {summary['files'].get('left')})")
+    if members["already_held"] and "new" in summary["files"]:
+        lines.append(f"  new codes     {summary['files']['new']} ({update.get('new_codes', 0)} since the last finished run)")
     if summary.get("resume_at"):
         lines.append(f"  resume after  {summary['resume_at']}")
     lines.append(f"exit {summary['exit_code']}: {summary['message']}")
