@@ -9,8 +9,8 @@ own.  Scenarios:
 * **budget** — Voucherify's Organization plan, 2,000 calls/min, with a long latency tail (median 150 ms, p99
   1.2 s) and 3 % of 5xx: utilisation of the granted rate from first call to last, 429s, calls per code, the most
   calls the server counted in any minute.
-* **shop** — the same plan while the shop spends 500 calls/min of it: what the job takes, and how many of the
-  shop's calls were refused.
+* **shop** — the same plan while the shop, already busy when the job starts, spends 500 calls/min of it: what the
+  job takes, and how many of the shop's calls were refused.
 * **ceiling** — no limit, no latency: publications per second end to end (journal included) and CPU time per
   publication: the client's own ceiling.
 * **naive** — the baseline: a sequential loop of ``httpx`` calls, one after another, without a journal, at zero
@@ -111,7 +111,7 @@ def scenario_budget(members: int) -> None:
 
 def scenario_shop(members: int) -> None:
     with sandbox_process("--rate-limit", "2000/min", "--latency", "150ms", "--latency-p99", "1.2s",
-                         "--background-rate", "500/min") as (url, arrivals):
+                         "--background-rate", "500/min", "--background-since", "1min") as (url, arrivals):
         summary, wall, _ = run_job(url, members, "2000/min")
     shop_refused = sum(1 for a in arrivals if a["kind"] == "background" and a["status"] == 429)
     shop_calls = sum(1 for a in arrivals if a["kind"] == "background")

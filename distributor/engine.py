@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import math
 import signal
 import time
@@ -37,7 +39,7 @@ from typing import Any, Protocol
 import anyio
 import httpx
 
-from . import identities, outputs
+from . import __version__, identities, outputs
 from .concurrency import InFlightTarget
 from .config import Credentials, JobConfig, publication_source_id
 from .export import export_files
@@ -206,26 +208,10 @@ class Distribution:
 
     # ------------------------------------------------------------------ 1. journal and segment
     def _check_journal(self, journal: Journal, segment: Segment) -> None:
-        config, where = self.config, journal.path
-        known_key = journal.meta("key")
-        if known_key and known_key != segment.key:
-            raise JournalError(
-                f"journal {where} holds CleverTap {known_key}s, but {segment.path} is keyed on {segment.key}: "
-                "use another --state for another kind of key"
-            )
-        known_distribution = journal.meta("distribution")
-        if config.distribution and known_distribution and config.distribution != known_distribution:
-            raise JournalError(
-                f"journal {where} belongs to distribution {known_distribution!r}, not {config.distribution!r}: "
-                "give a new distribution its own --output (or --state)"
-            )
-        known_campaign = journal.meta("campaign")
-        known_campaign_id = journal.meta("campaign_id")
-        if known_campaign and config.campaign not in (known_campaign, known_campaign_id):
-            raise JournalError(
-                f"journal {where} belongs to campaign {known_campaign!r} ({known_campaign_id}), not "
-                f"{config.campaign!r}: give another campaign its own --output (or --state)"
-            )
+        config = self.config
+        journal.check_belongs(
+            key=segment.key, distribution=config.distribution, campaign=config.campaign, segment=segment.path
+        )
         journal.set_meta(key=segment.key, property=config.property_name)
 
     def _load(self, journal: Journal, run_id: int, segment: Segment) -> None:
@@ -252,6 +238,7 @@ class Distribution:
 
         if rows_read == 0:
             raise InputError(f"{segment.path}: the segment has no rows (only a header)")
+        journal.mark_loaded(run_id)
         counts = journal.state_counts(run_id)
         self.stats.members = sum(counts.values())
         if self.stats.members == 0:
@@ -635,9 +622,13 @@ class Distribution:
         else:
             exit_code, reason, message = EXIT_OK, "completed", "every valid member holds a code"
 
-        exported = export_files(config, journal, run_id=run_id, key=segment.key)
+        # the skipped and left reports describe the latest segment read whole (this run's, unless interrupted)
+        loaded = journal.latest_run(loaded=True)
+        exported = export_files(config, journal, run_id=int(loaded["id"]) if loaded else run_id, key=segment.key)
         files = {**exported.files, "summary": config.summary_path, "journal": journal.path}
-        summary = self._summary(journal, run_id, counts, exit_code, reason, message, files, exported.codes)
+        summary = self._summary(
+            journal, run_id, counts, exit_code, reason, message, files, exported.codes, new_codes=exported.new_codes
+        )
         outputs.write_summary(config.summary_path, summary)
         journal.finish_run(run_id, exit_code=exit_code, reason=reason, summary=json.dumps(summary, default=str))
         return RunResult(exit_code, reason, message, stats, summary, files)
@@ -652,9 +643,22 @@ class Distribution:
         message: str,
         files: dict[str, Path],
         written: int,
+        *,
+        new_codes: int = 0,
     ) -> dict[str, Any]:
         config, stats = self.config, self.stats
         ended = time.time()
+        unserved = counts["pending"] + counts["sending"] + (counts["failed"] if config.retry_failed else 0)
+        left = journal.left_segment(run_id)
+        calls_per_code = stats.total_calls / stats.published if stats.published else 1.0
+        if exit_code == EXIT_OK:
+            next_step = f"upload {files['codes']} in CleverTap (a daily update: only {files['new']})"
+        elif exit_code == EXIT_MEMBER_FAILURES:
+            next_step = f"see {files['errors']}; --retry-failed tries those members again"
+        elif self._stop is not None and self._stop.resume_at:
+            next_step = f"run the same command again after {_iso(self._stop.resume_at)} to resume"
+        else:
+            next_step = "run the same command again to resume"
         codes_this_run = max(1, stats.published)
         achieved = stats.achieved_per_second
         summary: dict[str, Any] = {
@@ -674,7 +678,7 @@ class Distribution:
                 "already_held": stats.held_before,
                 "failed": counts["failed"],
                 "without_code": counts["pending"] + counts["sending"],
-                "left_segment": journal.left_segment(run_id),
+                "left_segment": left,
                 "codes_in_output": written,
             },
             "skipped": {"total": sum(stats.skipped.values()), "by_reason": dict(stats.skipped)},
@@ -695,6 +699,27 @@ class Distribution:
                 "utilisation": round(stats.utilisation, 4) if stats.utilisation is not None else None,
             },
             "files": {name: str(path) for name, path in files.items()},
+            # for the on-call engineer: which run, where, and what to do next
+            "run": {
+                "id": run_id,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "distributor": __version__,
+                "journal": str(journal.path),
+            },
+            # a daily rerun with a fresh export: who entered, who left (never touched), what to upload
+            "segment_update": {
+                "entered": journal.entered(run_id),
+                "left": left,
+                "left_holding_code": journal.left_holding_code(run_id),
+                "new_codes": new_codes,
+                "new_codes_since_run": journal.last_finished_run(before=run_id),
+            },
+            "remaining": {
+                "members": unserved,
+                "eta_seconds_at_budget": round(unserved * max(1.0, calls_per_code) / config.budget.per_second, 1),
+            },
+            "next_step": next_step,
         }
         if self._stop is not None and self._stop.resume_at:
             summary["resume_at"] = _iso(self._stop.resume_at)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .errors import JournalError, JournalLocked
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 PENDING = "pending"
 SENDING = "sending"
@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS runs (
     segment TEXT,
     exit_code INTEGER,
     reason TEXT,
-    summary TEXT
+    summary TEXT,
+    loaded_at REAL               -- when the run had read its whole segment (NULL: interrupted while reading)
 );
 CREATE TABLE IF NOT EXISTS members (
     id INTEGER PRIMARY KEY,
@@ -169,6 +170,17 @@ class Journal:
             raise JournalError(
                 f"journal {self.path} was written by a newer distributor (schema {row[0]}); upgrade distributor"
             )
+        elif int(row[0]) < SCHEMA_VERSION and not self._readonly:
+            self._migrate(int(row[0]))
+
+    def _migrate(self, version: int) -> None:
+        """Bring an older journal up to :data:`SCHEMA_VERSION`, one step at a time, each in one transaction."""
+        with self._transaction():
+            if version < 2:
+                # v2: runs.loaded_at; earlier runs that ended other than "unusable input" had read their segment
+                self._db.execute("ALTER TABLE runs ADD COLUMN loaded_at REAL")
+                self._db.execute("UPDATE runs SET loaded_at = started_at WHERE exit_code IS NULL OR exit_code <> 2")
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self._db.close()
@@ -218,6 +230,27 @@ class Journal:
                 list(values.items()),
             )
 
+    def check_belongs(self, *, key: str, distribution: str | None, campaign: str, segment: object) -> None:
+        """Refuse (:class:`JournalError`) a journal written for another key kind, distribution or campaign."""
+        known_key = self.meta("key")
+        if known_key and known_key != key:
+            raise JournalError(
+                f"journal {self.path} holds CleverTap {known_key}s, but {segment} is keyed on {key}: "
+                "use another --state for another kind of key"
+            )
+        known_distribution = self.meta("distribution")
+        if distribution and known_distribution and distribution != known_distribution:
+            raise JournalError(
+                f"journal {self.path} belongs to distribution {known_distribution!r}, not {distribution!r}: "
+                "give a new distribution its own --output (or --state)"
+            )
+        known_campaign, known_campaign_id = self.meta("campaign"), self.meta("campaign_id")
+        if known_campaign and campaign not in (known_campaign, known_campaign_id):
+            raise JournalError(
+                f"journal {self.path} belongs to campaign {known_campaign!r} ({known_campaign_id}), not "
+                f"{campaign!r}: give another campaign its own --output (or --state)"
+            )
+
     # ------------------------------------------------------------------ runs
     def start_run(self, segment: str) -> int:
         with self._transaction():
@@ -232,6 +265,11 @@ class Journal:
                 "UPDATE runs SET ended_at = ?, exit_code = ?, reason = ?, summary = ? WHERE id = ?",
                 (time.time(), exit_code, reason, summary, run_id),
             )
+
+    def mark_loaded(self, run_id: int) -> None:
+        """Record that run ``run_id`` has read its whole segment (its skipped and left reports are complete)."""
+        with self._transaction():
+            self._db.execute("UPDATE runs SET loaded_at = ? WHERE id = ?", (time.time(), run_id))
 
     def runs(self) -> list[sqlite3.Row]:
         return self._db.execute("SELECT * FROM runs ORDER BY id").fetchall()
@@ -395,6 +433,135 @@ class Journal:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ operator tools (read-only)
+    # Queries for `distributor plan`, `status` and `export`.  None of them writes to the journal, so they work on a
+    # journal opened with ``readonly=True`` while a run is writing to it (WAL: readers never block the writer).
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Read everything inside the block from one consistent state of the journal (a deferred read
+        transaction): a run committing meanwhile is neither blocked nor seen half-way."""
+        self._db.execute("BEGIN DEFERRED")
+        try:
+            yield
+        finally:
+            self._db.execute("COMMIT")
+
+    def latest_run(self, *, loaded: bool = False) -> sqlite3.Row | None:
+        """The newest run; ``loaded``: the newest that read its whole segment (a run interrupted or refused while
+        reading may have loaded only part of it, so its segment says nothing about who left)."""
+        where = "WHERE loaded_at IS NOT NULL" if loaded else ""
+        return self._db.execute(f"SELECT * FROM runs {where} ORDER BY id DESC LIMIT 1").fetchone()
+
+    def recent_runs(self, limit: int) -> list[sqlite3.Row]:
+        """The ``limit`` newest runs, newest first."""
+        return self._db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+
+    def last_finished_run(self, before: int) -> int:
+        """The newest run before ``before`` that went through its whole segment (exit 0 or 1), or 0."""
+        row = self._db.execute(
+            "SELECT max(id) FROM runs WHERE id < ? AND exit_code IN (0, 1)", (before,)
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def codes_published_after(self, run_id: int) -> Iterator[tuple[str, str]]:
+        """``(identity, code)`` of the members who got their code in a run after ``run_id``, in segment order."""
+        for identity, code in self._db.execute(
+            "SELECT identity, code FROM members WHERE state = 'done' AND done_run > ? ORDER BY id", (run_id,)
+        ):
+            yield identity, code
+
+    def entered(self, run_id: int) -> int:
+        """Members first seen in run ``run_id`` (they entered the segment since the earlier runs)."""
+        row = self._db.execute("SELECT count(*) FROM members WHERE first_run = ?", (run_id,)).fetchone()
+        return int(row[0])
+
+    def left_members(self, run_id: int) -> Iterator[sqlite3.Row]:
+        """Members of earlier runs absent from run ``run_id``'s segment: identity, state, code, and the run that
+        last saw them (``seen_run``, ``seen_at``: its start, Unix time)."""
+        yield from self._db.execute(
+            """SELECT m.identity, m.state, m.code, m.seen_run, r.started_at AS seen_at
+               FROM members m LEFT JOIN runs r ON r.id = m.seen_run
+               WHERE m.seen_run < ? ORDER BY m.seen_run, m.seen_seq""",
+            (run_id,),
+        )
+
+    def left_holding_code(self, run_id: int) -> int:
+        row = self._db.execute(
+            "SELECT count(*) FROM members WHERE seen_run < ? AND state = 'done'", (run_id,)
+        ).fetchone()
+        return int(row[0])
+
+    def calls_between(self, since: float, until: float, run_id: int | None = None) -> dict[str, int]:
+        """Calls logged in ``(since, until]`` by kind (of one run, or of any)."""
+        where, args = ("AND run_id = ?", (run_id,)) if run_id is not None else ("", ())
+        rows = self._db.execute(
+            f"SELECT kind, count(*) FROM calls WHERE at > ? AND at <= ? {where} GROUP BY kind", (since, until, *args)
+        )
+        return {kind: count for kind, count in rows}
+
+    def call_span(self, run_id: int) -> tuple[float | None, float | None]:
+        """Unix times of run ``run_id``'s first and last call."""
+        row = self._db.execute("SELECT min(at), max(at) FROM calls WHERE run_id = ?", (run_id,)).fetchone()
+        return row[0], row[1]
+
+    def codes_between(self, run_id: int, since: float, until: float) -> int:
+        """Codes saved by run ``run_id`` in ``(since, until]``."""
+        row = self._db.execute(
+            "SELECT count(*) FROM members WHERE state = 'done' AND done_run = ? AND updated_at > ? AND updated_at <= ?",
+            (run_id, since, until),
+        ).fetchone()
+        return int(row[0])
+
+    def recent_failures(self, limit: int) -> list[sqlite3.Row]:
+        """The ``limit`` most recent failed members, newest first, with Voucherify's error fields."""
+        return self._db.execute(
+            """SELECT identity, seen_row AS row, error_status AS status, error_key AS key, error_message AS message,
+                      request_id, attempts, updated_at AS at
+               FROM members WHERE state = 'failed' ORDER BY updated_at DESC, id DESC LIMIT ?""",
+            (limit,),
+        ).fetchall()
+
+    def publication_history(self) -> tuple[int, int]:
+        """``(publish and look-up calls, members that reached done or failed)`` over the journal's whole life."""
+        calls = self._db.execute("SELECT count(*) FROM calls WHERE kind IN ('publish', 'lookup')").fetchone()[0]
+        served = self._db.execute("SELECT count(*) FROM members WHERE state IN ('done', 'failed')").fetchone()[0]
+        return int(calls), int(served)
+
+    def compare_segment(self, identities: Iterable[str]) -> dict[str, int]:
+        """How a segment's distinct ``identities`` stand in this journal, without writing to it.
+
+        Returns the count per state of those already known (``pending``, ``sending``, ``done``, ``failed``), ``new``
+        (unknown to the journal) and ``left`` (known, but not in ``identities``).  The identities go to a TEMP table,
+        which lives outside the journal file (so this works on a read-only journal) and is dropped afterwards.
+        """
+        self._db.execute("CREATE TEMP TABLE IF NOT EXISTS plan_segment (identity TEXT PRIMARY KEY)")
+        try:
+            self._db.execute("DELETE FROM temp.plan_segment")
+            self._db.execute("BEGIN")
+            batch: list[tuple[str]] = []
+            for identity in identities:
+                batch.append((identity,))
+                if len(batch) >= 10_000:
+                    self._db.executemany("INSERT OR IGNORE INTO temp.plan_segment VALUES (?)", batch)
+                    batch = []
+            self._db.executemany("INSERT OR IGNORE INTO temp.plan_segment VALUES (?)", batch)
+            self._db.execute("COMMIT")
+            counts = {PENDING: 0, SENDING: 0, DONE: 0, FAILED: 0, "new": 0}
+            with self.snapshot():
+                for state, count in self._db.execute(
+                    """SELECT m.state, count(*) FROM temp.plan_segment s
+                       LEFT JOIN members m ON m.identity = s.identity GROUP BY m.state"""
+                ):
+                    counts["new" if state is None else state] = count
+                counts["left"] = self._db.execute(
+                    """SELECT count(*) FROM members m
+                       WHERE NOT EXISTS (SELECT 1 FROM temp.plan_segment s WHERE s.identity = m.identity)"""
+                ).fetchone()[0]
+        finally:
+            self._db.execute("DROP TABLE IF EXISTS temp.plan_segment")
+        return counts
 
 
 def _connect(target: str, uri: bool = False) -> sqlite3.Connection:

@@ -53,8 +53,8 @@ def test_headroom_leaves_part_of_the_plan_to_the_shop(tmp_path: Path, sandbox) -
 
 
 def test_other_clients_on_the_same_quota_make_the_job_yield(tmp_path: Path, sandbox) -> None:
-    """The shop spends 30 of the 100 calls per window: the job reads the headers and leaves them room."""
-    server = sandbox(rate_limit=Rate(100, 4.0), background_rate=Rate(30, 4.0))
+    """The shop spends 30 of the 100 calls per window: the job reads the headers and leaves it room."""
+    server = sandbox(rate_limit=Rate(100, 4.0), background_rate=Rate(30, 4.0), background_since=4.0)
     segment = write_segment(tmp_path / "s.csv", ids(400))
     config = make_config(tmp_path, server, segment, rate_limit="100/4s")
 
@@ -63,12 +63,9 @@ def test_other_clients_on_the_same_quota_make_the_job_yield(tmp_path: Path, sand
     assert result.exit_code == EXIT_OK
     stats = server.sandbox.stats()
     print(f"sandbox {stats}; job {result.summary['rate']}")
-    # Once the job has seen a window of the shop's traffic, the shop's checkout calls are never refused.  (Here the
-    # shop starts at the same instant as the job; in the first window the job learns of it from the headers.)
-    start = server.sandbox.arrivals[0].at
-    refused_shop_calls = [a.at - start for a in server.sandbox.arrivals if a.kind == "background" and a.status == 429]
-    assert all(at < 4.0 for at in refused_shop_calls) and len(refused_shop_calls) <= 5
-    assert stats["rate_limited"] <= 2
+    # the shop was busy before the job started: the first answers tell the job, which leaves it room from then on
+    assert stats["background_rejected"] == 0
+    assert stats["rate_limited"] == 0
     # and the job used what the shop left: about 68 of 100 per window
     assert result.summary["rate"]["achieved_per_minute"] >= 0.9 * 68 * 15
 

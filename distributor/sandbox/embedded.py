@@ -10,6 +10,7 @@ The job file's ``[sandbox]`` table (and the ``distributor sandbox`` command's op
     lost_answer_rate = 0.02     # committed, then the connection drops
     strict_source_id = false    # true: any reused source_id answers 400 duplicate_source_id
     background_rate = "60/min"  # the shop's own calls on the same quota
+    background_since = "1min"   # ... which were already going when the sandbox started
     cycle_quota = 100000        # billing-cycle quota
     seed = 7
     campaigns = "campaigns.toml"  # [[campaign]] tables; default: the demo campaigns
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 OPTIONS = (
     "rate_limit", "latency", "latency_p99", "error_rate", "lost_answer_rate", "strict_source_id",
-    "background_rate", "cycle_quota", "seed", "campaigns",
+    "background_rate", "background_since", "cycle_quota", "seed", "campaigns",
 )
 
 

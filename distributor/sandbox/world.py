@@ -89,6 +89,9 @@ class SandboxConfig:
     cycle_resets_at: float | None = None
     #: Other clients of the same project (the live shop) spending the same window and quota.
     background_rate: Rate | None = None
+    #: Seconds the shop had already been calling when the sandbox started (its steady share of the window is
+    #: there from the first request); 0: it starts with the sandbox.
+    background_since: float = 0.0
     #: Seconds; each admitted request waits a log-normal delay with this median and 99th percentile.
     latency_median: float = 0.0
     latency_p99: float | None = None
@@ -122,6 +125,7 @@ class SandboxConfig:
         *,
         rate_limit: str | None = None,
         background_rate: str | None = None,
+        background_since: str | float = 0.0,
         latency_median: str | float = 0.0,
         latency_p99: str | float | None = None,
         **options: Any,
@@ -130,6 +134,7 @@ class SandboxConfig:
         return cls(
             rate_limit=Rate.parse(rate_limit) if rate_limit is not None else None,
             background_rate=Rate.parse(background_rate) if background_rate is not None else None,
+            background_since=parse_duration(background_since),
             latency_median=parse_duration(latency_median),
             latency_p99=parse_duration(latency_p99) if latency_p99 is not None else None,
             **options,
@@ -387,7 +392,8 @@ class Sandbox:
             self._cycle_used = 0
 
     def _run_background(self, now: float) -> None:
-        """Replay, up to ``now``, the shop's calls at ``background_rate``, evenly spaced since the start.
+        """Replay, up to ``now``, the shop's calls at ``background_rate``, evenly spaced since the start (or since
+        ``background_since`` seconds before it).
 
         They spend the same window and quota as ours (reference: "the same quota serves the live shop");
         one that finds no room is a checkout call that failed (counted as ``background_rejected``)."""
@@ -395,7 +401,8 @@ class Sandbox:
         if rate is None:
             return
         interval = rate.period / rate.calls
-        while (at := self._started + (self._background_calls + 1) * interval) <= now:
+        first = self._started - self.config.background_since
+        while (at := first + (self._background_calls + 1) * interval) <= now:
             self._background_calls += 1
             self._roll_cycle(at)
             refused = self._take_call(at)
