@@ -48,13 +48,12 @@ from .errors import (
     EXIT_OK,
     EXIT_STOPPED,
     DistributorError,
-    InputError,
     JournalError,
     StopRun,
 )
 from .journal import Journal, Member
 from .retry import Action, Decision, backoff, decide
-from .segment import Segment, open_segment
+from .segment import Segment, open_segment, refuse_unusable
 from .throttle import Throttle
 from .units import format_duration
 from .voucherify import ApiError, Campaign, Publication, RateLimitHeaders, TransportError, VoucherifyClient
@@ -230,23 +229,16 @@ class Distribution:
                     seq += 1
                     valid.append((seq, row.number, row.identity))
                 else:
-                    skipped.append((row.number, row.identity, reason, ""))
+                    skipped.append((row.number, identities.storable(row.identity), reason, ""))
             loaded = journal.load(run_id, valid)
             skipped += [(r, value, identities.DUPLICATE, f"first at row {first}") for r, value, first in loaded.duplicates]
             journal.record_skipped(run_id, skipped)
             self.stats.skipped.update(reason for _, _, reason, _ in skipped)
 
-        if rows_read == 0:
-            raise InputError(f"{segment.path}: the segment has no rows (only a header)")
-        journal.mark_loaded(run_id)
         counts = journal.state_counts(run_id)
         self.stats.members = sum(counts.values())
-        if self.stats.members == 0:
-            reasons = ", ".join(f"{n} {r}" for r, n in self.stats.skipped.most_common())
-            raise InputError(
-                f"{segment.path}: no usable identity in column {segment.id_column!r} ({rows_read} rows: {reasons}); "
-                "is it the right column? name it with --id-column"
-            )
+        refuse_unusable(segment, rows=rows_read, members=self.stats.members, skipped=self.stats.skipped)
+        journal.mark_loaded(run_id)
         self.stats.held_before = journal.held_before(run_id)
         pending = counts["pending"] + counts["sending"] + (counts["failed"] if self.config.retry_failed else 0)
         self.stats.to_publish = pending

@@ -30,10 +30,10 @@ import httpx
 
 from . import identities
 from .config import JobConfig
-from .errors import EXIT_OK, EXIT_STOPPED, InputError, JournalError
+from .errors import EXIT_OK, EXIT_STOPPED, JournalError
 from .journal import DONE, FAILED, PENDING, SENDING, Journal
 from .retry import Action, decide
-from .segment import Segment, open_segment
+from .segment import Segment, open_segment, refuse_unusable
 from .status import run_in_progress
 from .voucherify import ApiError, Campaign, TransportError, VoucherifyClient
 
@@ -195,15 +195,7 @@ class _SegmentTally:
             added = self._db.total_changes - before
             self.members += added
             self.duplicates += len(valid) - added
-        # the run's own words for a segment it cannot use
-        if self.rows == 0:
-            raise InputError(f"{segment.path}: the segment has no rows (only a header)")
-        if self.members == 0:
-            reasons = ", ".join(f"{n} {r}" for r, n in self.invalid.most_common())
-            raise InputError(
-                f"{segment.path}: no usable identity in column {segment.id_column!r} ({self.rows} rows: {reasons}); "
-                "is it the right column? name it with --id-column"
-            )
+        refuse_unusable(segment, rows=self.rows, members=self.members, skipped=self.invalid)
 
     def identities(self) -> Iterator[str]:
         for (identity,) in self._db.execute("SELECT identity FROM members"):
