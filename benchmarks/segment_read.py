@@ -107,21 +107,11 @@ def measure_read(path: Path, size: int) -> dict[str, float]:
 
 
 def _validated_batches(path: Path, size: int):
-    """``(valid, skipped)`` per batch, exactly as ``Distribution._load`` builds them."""
-    from distributor import identities
+    """``(rows, valid, skipped)`` per batch, exactly as a run builds them before ``Journal.load``."""
+    from distributor.loading import validated_batches
     from distributor.segment import open_segment
 
-    seq = 0
-    for batch in open_segment(path).batches(size):
-        valid, skipped = [], []
-        for row in batch:
-            reason = identities.invalid_reason(row.identity)
-            if reason is None:
-                seq += 1
-                valid.append((seq, row.number, row.identity))
-            else:
-                skipped.append((row.number, identities.storable(row.identity), reason, ""))
-        yield len(batch), valid, skipped
+    return validated_batches(open_segment(path), size)
 
 
 def open_journal(journal_path: Path, cache_mib: int):

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 import anyio
 import httpx
 
-from . import __version__, identities, outputs
+from . import __version__, outputs
 from .concurrency import InFlightTarget
 from .config import Credentials, JobConfig, publication_source_id
 from .export import export_files
@@ -53,7 +53,8 @@ from .errors import (
 )
 from .journal import Journal, Member
 from .retry import Action, Decision, backoff, decide
-from .segment import Segment, open_segment, refuse_unusable
+from .loading import load_segment
+from .segment import Segment, open_segment
 from .throttle import Throttle
 from .units import format_duration
 from .voucherify import ApiError, Campaign, Publication, RateLimitHeaders, TransportError, VoucherifyClient
@@ -215,30 +216,12 @@ class Distribution:
 
     def _load(self, journal: Journal, run_id: int, segment: Segment) -> None:
         """Read the whole segment into the journal: valid members, skipped rows, duplicates."""
-        seq = 0
-        rows_read = 0
-        for batch in segment.batches(_LOAD_BATCH):
-            if self._stopping.is_set():
-                return  # interrupted while reading: nothing was published, _finish says so
-            rows_read += len(batch)
-            valid: list[tuple[int, int, str]] = []
-            skipped: list[tuple[int, str, str, str]] = []
-            for row in batch:
-                reason = identities.invalid_reason(row.identity)
-                if reason is None:
-                    seq += 1
-                    valid.append((seq, row.number, row.identity))
-                else:
-                    skipped.append((row.number, identities.storable(row.identity), reason, ""))
-            loaded = journal.load(run_id, valid)
-            skipped += [(r, value, identities.DUPLICATE, f"first at row {first}") for r, value, first in loaded.duplicates]
-            journal.record_skipped(run_id, skipped)
-            self.stats.skipped.update(reason for _, _, reason, _ in skipped)
-
+        loaded = load_segment(journal, run_id, segment, batch_size=_LOAD_BATCH, interrupted=self._stopping.is_set)
+        if loaded is None:
+            return  # interrupted while reading: nothing was published, _finish says so
+        self.stats.skipped = loaded.skipped
+        self.stats.members = loaded.members
         counts = journal.state_counts(run_id)
-        self.stats.members = sum(counts.values())
-        refuse_unusable(segment, rows=rows_read, members=self.stats.members, skipped=self.stats.skipped)
-        journal.mark_loaded(run_id)
         self.stats.held_before = journal.held_before(run_id)
         pending = counts["pending"] + counts["sending"] + (counts["failed"] if self.config.retry_failed else 0)
         self.stats.to_publish = pending

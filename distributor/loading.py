@@ -1,0 +1,77 @@
+"""Loading a segment export into the journal: CleverTap's identity rules, de-duplication, the skipped rows.
+
+Every row of the export ends up in exactly one place: a member of this run's segment (new, or known from an earlier
+run), or a skipped row with its reason (an identity CleverTap would refuse, or one that appeared earlier in the
+file).  Batches are committed one by one; the run is marked *loaded* only once the whole file is read, so a run
+interrupted while reading never passes its partial segment off as the whole.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from . import identities
+from .journal import Journal
+from .segment import Segment, refuse_unusable
+
+#: ``(seq, row, identity)``: a valid member, its position in the segment and its row in the file.
+Valid = tuple[int, int, str]
+#: ``(row, value, reason, detail)``: a row that is not published.
+Skipped = tuple[int, str, str, str]
+
+
+@dataclass
+class Loaded:
+    rows: int = 0
+    #: valid distinct members of this run's segment
+    members: int = 0
+    #: skipped rows by reason (``empty``, ``placeholder``, ``too_long``, ``duplicate``, …)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def validated_batches(segment: Segment, size: int) -> Iterator[tuple[int, list[Valid], list[Skipped]]]:
+    """``(rows in the batch, valid members, invalid rows)`` per batch, in file order."""
+    seq = 0
+    for batch in segment.batches(size):
+        valid: list[Valid] = []
+        skipped: list[Skipped] = []
+        for row in batch:
+            reason = identities.invalid_reason(row.identity)
+            if reason is None:
+                seq += 1
+                valid.append((seq, row.number, row.identity))
+            else:
+                # a lone surrogate has no UTF-8 form: the report spells it out instead
+                skipped.append((row.number, identities.storable(row.identity), reason, ""))
+        yield len(batch), valid, skipped
+
+
+def load_segment(
+    journal: Journal,
+    run_id: int,
+    segment: Segment,
+    *,
+    batch_size: int = 20_000,
+    interrupted: Callable[[], bool] = lambda: False,
+) -> Loaded | None:
+    """Read ``segment`` whole into ``journal`` as run ``run_id``'s segment.
+
+    Returns what was loaded, or ``None`` when ``interrupted()`` said to stop before the end.  Raises
+    :class:`~distributor.errors.InputError` for a file that cannot be read exactly, has no rows, or has no usable
+    identity.
+    """
+    loaded = Loaded()
+    for rows, valid, skipped in validated_batches(segment, batch_size):
+        if interrupted():
+            return None
+        loaded.rows += rows
+        result = journal.load(run_id, valid)
+        skipped += [(row, value, identities.DUPLICATE, f"first at row {first}") for row, value, first in result.duplicates]
+        journal.record_skipped(run_id, skipped)
+        loaded.skipped.update(reason for _, _, reason, _ in skipped)
+    loaded.members = sum(journal.state_counts(run_id).values())
+    refuse_unusable(segment, rows=loaded.rows, members=loaded.members, skipped=loaded.skipped)
+    journal.mark_loaded(run_id)
+    return loaded
