@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import socket
-import math
 import signal
 import time
 from collections import Counter

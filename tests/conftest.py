@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import pytest
 
 from distributor.config import JobConfig
 from distributor.engine import Distribution, RunResult
+from distributor.errors import JournalError
+from distributor.journal import Journal
 from distributor.sandbox import DEMO_APP_ID, DEMO_APP_TOKEN, SandboxConfig, SandboxServer
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -71,6 +74,24 @@ def read_codes(path: Path) -> tuple[list[str], dict[str, str]]:
     codes = {identity: code for identity, code in body}
     assert len(codes) == len(body), "an identity appears twice in the output"
     return header, codes
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``condition`` (a journal another process writes, a log) until it holds; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the run in the subprocess")
+        time.sleep(0.02)
+
+
+def codes_saved(journal_path: Path) -> int:
+    """Codes a (possibly running) distribution has saved so far; 0 before its journal exists."""
+    try:
+        with Journal.open(journal_path, readonly=True) as journal:
+            return journal.state_counts()["done"]
+    except JournalError:
+        return 0
 
 
 def held_codes(server: SandboxServer, campaign: str = "reactivation-20") -> dict[str, set[str]]:

@@ -7,15 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import SANDBOX_ENV, make_config, read_codes, run, write_segment
+from conftest import SANDBOX_ENV, codes_saved, make_config, read_codes, run, wait_for, write_segment
 from distributor.cli import main
-from distributor.errors import JournalError
 from distributor.journal import Journal
 
 REPORTS = ("codes.csv", "codes.manifest.json", "codes.errors.csv", "codes.skipped.csv", "codes.new.csv",
@@ -94,20 +92,6 @@ def test_what_cannot_be_exported_exits_2(tmp_path: Path) -> None:
     assert not (tmp_path / "e.csv").exists()
 
 
-def wait_for(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the run in the subprocess")
-        time.sleep(0.02)
-
-
-def codes_saved(journal_path: Path) -> int:
-    try:
-        with Journal.open(journal_path, readonly=True) as journal:
-            return journal.state_counts()["done"]
-    except JournalError:
-        return 0
 
 
 @pytest.mark.slow

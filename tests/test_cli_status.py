@@ -7,15 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import SANDBOX_ENV, make_config, run, write_segment
+from conftest import SANDBOX_ENV, codes_saved, make_config, run, wait_for, write_segment
 from distributor.cli import main
-from distributor.errors import JournalError
 from distributor.journal import Journal
 from distributor.status import lock_holder
 
@@ -132,21 +130,6 @@ def test_the_lock_is_only_looked_at(tmp_path: Path) -> None:
         journal.lock()  # looking left nothing behind that would refuse the next run
 
 
-def wait_for(predicate, timeout: float = 30.0) -> None:
-    """Poll ``predicate`` until it holds (a run in another process makes progress at its own pace)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the run in the subprocess")
-        time.sleep(0.02)
-
-
-def codes_saved(journal_path: Path) -> int:
-    try:
-        with Journal.open(journal_path, readonly=True) as journal:
-            return journal.state_counts()["done"]
-    except JournalError:
-        return 0  # not created yet
 
 
 @pytest.mark.slow

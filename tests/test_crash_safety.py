@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -25,7 +24,7 @@ from distributor.outputs import atomic_write
 from distributor.units import Rate
 from distributor.voucherify import VoucherifyClient
 
-from conftest import SANDBOX_ENV, held_codes, make_config, read_codes, run, write_segment
+from conftest import SANDBOX_ENV, codes_saved, held_codes, make_config, read_codes, run, wait_for, write_segment
 
 CAMPAIGN_ID = "camp_demo_reactivation"
 POINTS = ("pending", "before_call", "after_call", "after_save")
@@ -113,23 +112,6 @@ def start(args: list[str]) -> subprocess.Popen[str]:
     return subprocess.Popen(job_command(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll a condition (the journal, a log) until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
-
-
-def done_count(journal_path: Path) -> int:
-    if not journal_path.exists():
-        return 0
-    try:
-        with Journal.open(journal_path, readonly=True) as journal:
-            return journal.state_counts()["done"]
-    except Exception:  # the journal is being created
-        return 0
 
 
 def calls_logged(journal_path: Path) -> int:
@@ -153,7 +135,7 @@ def test_kill_9_at_random_moments_then_rerun_gives_everyone_exactly_one_code(tmp
 
     for threshold in (25, 110, 190):
         process = start(args)
-        wait_for(lambda: done_count(journal) >= threshold)
+        wait_for(lambda: codes_saved(journal) >= threshold)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         assert process.returncode == -signal.SIGKILL
@@ -181,7 +163,7 @@ def test_sigterm_finishes_the_calls_in_flight_saves_and_exits_3_then_a_rerun_res
     args = job_args(tmp_path, server, segment, "50/s")
     journal = tmp_path / "out" / "codes.journal.sqlite"
     process = start(args)
-    wait_for(lambda: done_count(journal) >= 20)
+    wait_for(lambda: codes_saved(journal) >= 20)
 
     signalled = time.monotonic()
     process.send_signal(signal.SIGTERM)

@@ -8,15 +8,12 @@ asks what a real client would.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from contracts import CAMPAIGNS, PUBLICATIONS, check, validator
 from distributor.sandbox import DEMO_APP_ID, DEMO_APP_TOKEN, Campaign, SandboxConfig, SandboxServer, default_campaigns
