@@ -24,7 +24,7 @@ _RECOMPUTE_EVERY = 16
 class InFlightTarget:
     """Tracks latencies and says how many calls may be in flight (``target``)."""
 
-    def __init__(self, rate_per_second: float, *, fixed: int | None = None, ceiling: int = 64) -> None:
+    def __init__(self, rate_per_second: float, *, fixed: int | None = None, ceiling: int = 128) -> None:
         self.rate_per_second = rate_per_second
         self.fixed = fixed
         self.ceiling = fixed or ceiling

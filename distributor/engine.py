@@ -60,6 +60,8 @@ from .voucherify import ApiError, Campaign, Publication, RateLimitHeaders, Trans
 
 log = logging.getLogger("distributor")
 
+#: The most calls kept in flight when the concurrency adapts (the HTTP pool holds a few more connections).
+MAX_IN_FLIGHT = 128
 #: Seconds in-flight calls may take to finish after a stop was asked for (signal or doomed condition).
 STOP_GRACE = 5.0
 #: No success for this long, with at least ``_OUTAGE_CALLS`` failed calls in a row: Voucherify is unreachable.
@@ -102,7 +104,6 @@ class RunStats:
     recovered_by_lookup: int = 0
     in_flight: int = 0
     started_wall: float = field(default_factory=time.time)
-    started: float = 0.0
     first_call: float | None = None
     last_call: float | None = None
 
@@ -237,7 +238,7 @@ class Distribution:
     @asynccontextmanager
     async def _client(self) -> AsyncIterator[VoucherifyClient]:
         config = self.config
-        ceiling = config.concurrency or 64
+        ceiling = config.concurrency or MAX_IN_FLIGHT
         if config.uses_sandbox:
             from .sandbox.embedded import embedded_sandbox
 
@@ -267,11 +268,10 @@ class Distribution:
     # ------------------------------------------------------------------ 3. publishing
     async def _distribute(self, journal: Journal, run_id: int, client: VoucherifyClient) -> None:
         config = self.config
-        self.stats.started = anyio.current_time()
-        self._last_success = self.stats.started
+        self._last_success = anyio.current_time()
         # The server still counts the calls a previous (perhaps killed) run made in the current window.
         self._throttle = Throttle(config.budget, history=journal.calls_since(time.time() - 2 * config.budget.period))
-        self._in_flight = InFlightTarget(config.budget.per_second, fixed=config.concurrency)
+        self._in_flight = InFlightTarget(config.budget.per_second, fixed=config.concurrency, ceiling=MAX_IN_FLIGHT)
         self._journal, self._run_id, self._api = journal, run_id, client
 
         async def preflight_and_publish() -> None:
