@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -74,6 +76,15 @@ def read_codes(path: Path) -> tuple[list[str], dict[str, str]]:
     codes = {identity: code for identity, code in body}
     assert len(codes) == len(body), "an identity appears twice in the output"
     return header, codes
+
+
+def start_job(*args: str) -> subprocess.Popen[str]:
+    """``distributor run ARGS`` in a real process (it can get real signals), with the sandbox's keys."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "distributor", "run", *args],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **SANDBOX_ENV},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import SANDBOX_ENV, codes_saved, make_config, read_codes, run, wait_for, write_segment
+from conftest import codes_saved, make_config, read_codes, run, start_job, wait_for, write_segment
 from distributor.cli import main
 from distributor.journal import Journal
 
@@ -92,20 +89,14 @@ def test_what_cannot_be_exported_exits_2(tmp_path: Path) -> None:
     assert not (tmp_path / "e.csv").exists()
 
 
-
-
 @pytest.mark.slow
 def test_export_mid_run_writes_a_consistent_snapshot_and_leaves_the_run_alone(tmp_path: Path, sandbox) -> None:
     server = sandbox()
     segment = write_segment(tmp_path / "s.csv", ids(400))
     out = tmp_path / "out" / "codes.csv"
     journal_path = out.with_name("codes.journal.sqlite")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "distributor", "run", "--segment", str(segment), "--campaign", "reactivation-20",
-         "--rate-limit", "1200/min", "--api-url", server.url, "--output", str(out)],
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **SANDBOX_ENV},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    process = start_job("--segment", str(segment), "--campaign", "reactivation-20", "--rate-limit", "1200/min",
+                        "--api-url", server.url, "--output", str(out))
     snapshot = tmp_path / "mid" / "codes.csv"
     try:
         wait_for(lambda: codes_saved(journal_path) >= 20)

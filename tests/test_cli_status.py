@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import SANDBOX_ENV, codes_saved, make_config, run, wait_for, write_segment
+from conftest import codes_saved, make_config, run, start_job, wait_for, write_segment
 from distributor.cli import main
 from distributor.journal import Journal
 from distributor.status import lock_holder
@@ -130,20 +128,14 @@ def test_the_lock_is_only_looked_at(tmp_path: Path) -> None:
         journal.lock()  # looking left nothing behind that would refuse the next run
 
 
-
-
 @pytest.mark.slow
 def test_status_of_a_run_in_progress_in_another_process(tmp_path: Path, sandbox) -> None:
     server = sandbox()
     segment = write_segment(tmp_path / "s.csv", ids(400))
     out = tmp_path / "out" / "codes.csv"
     journal_path = out.with_name("codes.journal.sqlite")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "distributor", "run", "--segment", str(segment), "--campaign", "reactivation-20",
-         "--rate-limit", "1200/min", "--api-url", server.url, "--output", str(out)],
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **SANDBOX_ENV},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    process = start_job("--segment", str(segment), "--campaign", "reactivation-20", "--rate-limit", "1200/min",
+                        "--api-url", server.url, "--output", str(out))
     try:
         wait_for(lambda: codes_saved(journal_path) >= 20)
 

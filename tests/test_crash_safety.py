@@ -7,10 +7,7 @@ with real signals.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,7 +21,7 @@ from distributor.outputs import atomic_write
 from distributor.units import Rate
 from distributor.voucherify import VoucherifyClient
 
-from conftest import SANDBOX_ENV, codes_saved, held_codes, make_config, read_codes, run, wait_for, write_segment
+from conftest import SANDBOX_ENV, codes_saved, held_codes, make_config, read_codes, run, start_job, wait_for, write_segment
 
 CAMPAIGN_ID = "camp_demo_reactivation"
 POINTS = ("pending", "before_call", "after_call", "after_save")
@@ -98,18 +95,11 @@ def test_a_rerun_completes_correctly_from_every_recovery_point(tmp_path: Path, s
 
 
 # ---------------------------------------------------------------------------------------------- real processes
-def job_command(config_args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "distributor", "run", *config_args]
-
 
 def job_args(tmp_path: Path, server, segment: Path, rate: str, *extra: str) -> list[str]:
     return ["--segment", str(segment), "--campaign", "reactivation-20", "--api-url", server.url,
             "--rate-limit", rate, "--output", str(tmp_path / "out" / "codes.csv"), "--timeout", "5s", *extra]
 
-
-def start(args: list[str]) -> subprocess.Popen[str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **SANDBOX_ENV}
-    return subprocess.Popen(job_command(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 
@@ -134,13 +124,13 @@ def test_kill_9_at_random_moments_then_rerun_gives_everyone_exactly_one_code(tmp
     journal = tmp_path / "out" / "codes.journal.sqlite"
 
     for threshold in (25, 110, 190):
-        process = start(args)
+        process = start_job(*args)
         wait_for(lambda: codes_saved(journal) >= threshold)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         assert process.returncode == -signal.SIGKILL
 
-    final = start(args)
+    final = start_job(*args)
     out, err = final.communicate(timeout=120)
     assert final.returncode == EXIT_OK, err
 
@@ -162,7 +152,7 @@ def test_sigterm_finishes_the_calls_in_flight_saves_and_exits_3_then_a_rerun_res
     segment = write_segment(tmp_path / "s.csv", members)
     args = job_args(tmp_path, server, segment, "50/s")
     journal = tmp_path / "out" / "codes.journal.sqlite"
-    process = start(args)
+    process = start_job(*args)
     wait_for(lambda: codes_saved(journal) >= 20)
 
     signalled = time.monotonic()
@@ -182,7 +172,7 @@ def test_sigterm_finishes_the_calls_in_flight_saves_and_exits_3_then_a_rerun_res
     held = held_codes(server)
     assert all(held[i] == {c} for i, c in saved.items())
 
-    rerun = start(args)
+    rerun = start_job(*args)
     out, err = rerun.communicate(timeout=60)
     assert rerun.returncode == EXIT_OK, err
     _, codes = read_codes(tmp_path / "out" / "codes.csv")
@@ -194,7 +184,7 @@ def test_sigterm_finishes_the_calls_in_flight_saves_and_exits_3_then_a_rerun_res
 def test_a_second_signal_stops_at_once(tmp_path: Path, sandbox) -> None:
     server = sandbox(latency_median=30.0)  # every call hangs
     segment = write_segment(tmp_path / "s.csv", ids(20))
-    process = start(job_args(tmp_path, server, segment, "50/s", "--timeout", "60s"))
+    process = start_job(*job_args(tmp_path, server, segment, "50/s", "--timeout", "60s"))
     journal = tmp_path / "out" / "codes.journal.sqlite"
     wait_for(lambda: calls_logged(journal) >= 1)
 
@@ -216,10 +206,10 @@ def test_two_runs_on_the_same_journal_the_second_refuses(tmp_path: Path, sandbox
     segment = write_segment(tmp_path / "s.csv", ids(100))
     args = job_args(tmp_path, server, segment, "20/s")
     journal = tmp_path / "out" / "codes.journal.sqlite"
-    first = start(args)
+    first = start_job(*args)
     wait_for(lambda: calls_logged(journal) >= 1)
 
-    second = start(args)
+    second = start_job(*args)
     out, err = second.communicate(timeout=30)
 
     assert second.returncode == EXIT_STOPPED
