@@ -21,17 +21,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import resource
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -39,33 +33,10 @@ import httpx
 from distributor.config import JobConfig
 from distributor.engine import run_distribution
 from distributor.sandbox import DEMO_APP_ID, DEMO_APP_TOKEN
+from distributor.sandbox.process import SandboxProcess
 
 ENV = {"VOUCHERIFY_APP_ID": DEMO_APP_ID, "VOUCHERIFY_APP_TOKEN": DEMO_APP_TOKEN}
 HEADERS = {"X-App-Id": DEMO_APP_ID, "X-App-Token": DEMO_APP_TOKEN}
-
-
-@contextmanager
-def sandbox_process(*options: str) -> Iterator[tuple[str, list[dict]]]:
-    """``distributor sandbox`` in its own process; yields its URL and, after it stops, its arrival log."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    workdir = Path(tempfile.mkdtemp(prefix="bench-sandbox-"))
-    arrivals_path = workdir / "arrivals.jsonl"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "distributor", "sandbox", "--port", str(port), "--seed", "1",
-         "--arrivals", str(arrivals_path), *options],
-        stderr=subprocess.PIPE, text=True,
-    )
-    assert process.stderr is not None
-    process.stderr.readline()  # "Voucherify sandbox on http://127.0.0.1:PORT …": it is listening
-    arrivals: list[dict] = []
-    try:
-        yield f"http://127.0.0.1:{port}", arrivals
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
-        arrivals.extend(json.loads(line) for line in arrivals_path.read_text().splitlines())
 
 
 def segment(size: int) -> Path:
@@ -75,15 +46,6 @@ def segment(size: int) -> Path:
         writer.writerow(["identity", "Email"])
         writer.writerows([f"customer-{i:08d}", f"c{i}@example.com"] for i in range(size))
     return path
-
-
-def max_in_window(times: list[float], window: float) -> int:
-    best, first = 0, 0
-    for last, at in enumerate(times):
-        while at - times[first] >= window:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
 
 
 def run_job(url: str, members: int, rate: str, **options: object) -> tuple[dict, float, float]:
@@ -101,28 +63,27 @@ def run_job(url: str, members: int, rate: str, **options: object) -> tuple[dict,
 
 
 def scenario_budget(members: int) -> None:
-    with sandbox_process("--rate-limit", "2000/min", "--latency", "150ms", "--latency-p99", "1.2s",
-                         "--error-rate", "0.03") as (url, arrivals):
-        summary, wall, _ = run_job(url, members, "2000/min")
-    ours = sorted(a["at"] for a in arrivals if a["kind"] != "background")
-    print_row("budget: 2,000/min plan, p50 150 ms, p99 1.2 s, 3 % 5xx", summary, wall, arrivals,
-              f"max in any 60 s: {max_in_window(ours, 60.0)} / 2000")
+    with SandboxProcess("--rate-limit", "2000/min", "--latency", "150ms", "--latency-p99", "1.2s",
+                        "--error-rate", "0.03", "--seed", "1") as sandbox:
+        summary, wall, _ = run_job(sandbox.url, members, "2000/min")
+    print_row("budget: 2,000/min plan, p50 150 ms, p99 1.2 s, 3 % 5xx", summary, wall,
+              f"max in any 60 s: {sandbox.max_in_window(60.0)} / 2000")
 
 
 def scenario_shop(members: int) -> None:
-    with sandbox_process("--rate-limit", "2000/min", "--latency", "150ms", "--latency-p99", "1.2s",
-                         "--background-rate", "500/min", "--background-since", "1min") as (url, arrivals):
-        summary, wall, _ = run_job(url, members, "2000/min")
-    shop_refused = sum(1 for a in arrivals if a["kind"] == "background" and a["status"] == 429)
-    shop_calls = sum(1 for a in arrivals if a["kind"] == "background")
-    print_row("shop: the same plan, the shop spends 500/min", summary, wall, arrivals,
+    with SandboxProcess("--rate-limit", "2000/min", "--latency", "150ms", "--latency-p99", "1.2s",
+                        "--background-rate", "500/min", "--background-since", "1min", "--seed", "1") as sandbox:
+        summary, wall, _ = run_job(sandbox.url, members, "2000/min")
+    shop_refused = sandbox.count(kind="background", status=429)
+    shop_calls = sandbox.count(kind="background")
+    print_row("shop: the same plan, the shop spends 500/min", summary, wall,
               f"shop calls refused: {shop_refused} of {shop_calls}; job took "
               f"{summary['rate']['achieved_per_minute']:.0f}/min of the 1,460 left (1,500 minus a 2 % reserve)")
 
 
 def scenario_ceiling(members: int) -> None:
-    with sandbox_process() as (url, arrivals):
-        summary, wall, cpu = run_job(url, members, "1000000/min", concurrency=32)
+    with SandboxProcess() as sandbox:
+        summary, wall, cpu = run_job(sandbox.url, members, "1000000/min", concurrency=32)
     published = summary["members"]["published"]
     print(f"ceiling: no limit, no latency, 32 in flight\n"
           f"    {published} codes in {wall:.1f} s = {published / wall:.0f} publications/s end to end; "
@@ -131,9 +92,9 @@ def scenario_ceiling(members: int) -> None:
 
 
 def scenario_naive(members: int, latency: str) -> None:
-    with sandbox_process("--latency", latency) as (url, arrivals):
+    with SandboxProcess("--latency", latency) as sandbox:
         wall, cpu = time.perf_counter(), time.process_time()
-        with httpx.Client(base_url=url, headers=HEADERS, timeout=30) as client:
+        with httpx.Client(base_url=sandbox.url, headers=HEADERS, timeout=30) as client:
             for i in range(members):
                 response = client.post("/v1/publications", json={
                     "campaign": {"name": "reactivation-20"},
@@ -147,7 +108,7 @@ def scenario_naive(members: int, latency: str) -> None:
           f"CPU {1000 * cpu / members:.2f} ms per publication (no journal, no retries, no throttle)")
 
 
-def print_row(title: str, summary: dict, wall: float, arrivals: list[dict], extra: str) -> None:
+def print_row(title: str, summary: dict, wall: float, extra: str) -> None:
     calls, rate = summary["calls"], summary["rate"]
     print(f"{title}\n"
           f"    {summary['members']['published']} codes in {wall:.1f} s; utilisation {100 * rate['utilisation']:.1f} % "
