@@ -35,7 +35,10 @@ class InFlightTarget:
     def observe(self, latency: float) -> None:
         self._answered = True
         self._latencies.append(latency)
-        if len(self._latencies) < _RECOMPUTE_EVERY or len(self._latencies) % _RECOMPUTE_EVERY == 0:
+        if len(self._latencies) < _RECOMPUTE_EVERY:
+            # too few answers to know the tail: assume the initial guess unless they were slower still
+            self._tail = max(_INITIAL_LATENCY, max(self._latencies))
+        elif len(self._latencies) % _RECOMPUTE_EVERY == 0:
             ordered = sorted(self._latencies)
             self._tail = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
 

@@ -11,7 +11,7 @@ retries and look-ups included — and the job should still use almost all of ``N
    quantised — it spins forever on a virtual test clock.  The schedule below is a few lines and does all three.)
 2. **A sliding-window log** of our own send times: a call is sent only when fewer than ``allowed`` of our calls
    were sent in the last ``window`` seconds.  This is the hard guarantee, whatever the pacer does.  The window is
-   the period plus a small ``margin`` (2 % of the period, between 100 ms and 1 s), which absorbs the jitter between the
+   the period plus a small ``margin`` (2 % of the period, between 100 ms and 500 ms), which absorbs the jitter between the
    moment we send and the moment the server counts the call.  A resumed run seeds the log with the calls the
    journal says the previous run made, because the server still remembers them.
 3. **Feedback** from Voucherify's headers, downward only: every answer's ``X-Rate-Limit-Limit`` and
@@ -51,12 +51,12 @@ _RECOVERY_EVERY_WINDOW_SHARE = 0.1
 
 
 def default_margin(period: float) -> float:
-    """Seconds added to the period to absorb send → arrival jitter: 2 % of it, between 100 ms and 1 s.
+    """Seconds added to the period to absorb send → arrival jitter: 2 % of it, between 100 ms and 500 ms.
 
-    One second covers a TCP retransmission of the request (the initial retransmission timeout is 200 ms to 1 s);
-    at Voucherify's per-minute windows it costs 1.7 % of the grant.
+    Half a second covers a retransmission of the request on a kept-alive connection (TCP's minimum
+    retransmission timeout is 200 ms); at Voucherify's per-minute windows it costs 0.8 % of the grant.
     """
-    return min(1.0, max(0.1, 0.02 * period))
+    return min(0.5, max(0.1, 0.02 * period))
 
 
 @dataclass
