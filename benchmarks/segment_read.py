@@ -125,45 +125,29 @@ def open_journal(journal_path: Path, cache_mib: int):
 
 
 def measure_load(path: Path, size: int, journal_path: Path, cache_mib: int) -> dict[str, float]:
-    from distributor import identities
-
-    journal = open_journal(journal_path, cache_mib)
-    run_id = journal.start_run(str(path))
-    rows = duplicates = 0
-    in_load = 0.0
-    started = time.perf_counter()
-    for count, valid, skipped in _validated_batches(path, size):
-        rows += count
-        before = time.perf_counter()
-        loaded = journal.load(run_id, valid)
-        in_load += time.perf_counter() - before
-        duplicates += len(loaded.duplicates)
-        skipped += [(r, v, identities.DUPLICATE, f"first at row {f}") for r, v, f in loaded.duplicates]
-        journal.record_skipped(run_id, skipped)
-    seconds = time.perf_counter() - started
-    members = sum(journal.state_counts(run_id).values())
-    journal.close()
-    return {
-        "rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "journal_load_seconds": in_load,
-        "members": members, "duplicates": duplicates, "peak_rss_mib": peak_rss_mib(),
-        "journal_mib": _size_mib(journal_path),
-    }
+    """What a run does before its first call: validation, ``Journal.load``, the skipped-rows report."""
+    return _measure(path, size, journal_path, cache_mib, lambda journal, run_id, valid: journal.load(run_id, valid).duplicates)
 
 
 def measure_bulk(path: Path, size: int, journal_path: Path, cache_mib: int) -> dict[str, float]:
     """The proposed ``Journal.load``: same schema, same results, two statements per batch instead of per row."""
+    # the prototype works on the journal's own connection and schema
+    return _measure(path, size, journal_path, cache_mib, lambda journal, run_id, valid: bulk_load(journal._db, run_id, valid)[1])
+
+
+def _measure(path: Path, size: int, journal_path: Path, cache_mib: int, load) -> dict[str, float]:
+    """Load ``path`` with ``load(journal, run_id, valid) -> duplicates``, timing the loader apart from the rest."""
     from distributor import identities
 
     journal = open_journal(journal_path, cache_mib)
     run_id = journal.start_run(str(path))
-    db = journal._db  # the prototype works on the journal's own connection and schema
     rows = duplicates = 0
     in_load = 0.0
     started = time.perf_counter()
     for count, valid, skipped in _validated_batches(path, size):
         rows += count
         before = time.perf_counter()
-        _, found = bulk_load(db, run_id, valid)
+        found = load(journal, run_id, valid)
         in_load += time.perf_counter() - before
         duplicates += len(found)
         skipped += [(r, v, identities.DUPLICATE, f"first at row {f}") for r, v, f in found]

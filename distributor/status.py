@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import JournalError
-from .journal import DONE, FAILED, PENDING, SENDING, Journal
+from .journal import DONE, FAILED, PENDING, SENDING, Failure, Journal
 
 #: Seconds of history the recent rate and the ETA are measured over.
 DEFAULT_WINDOW = 300.0
@@ -38,14 +38,9 @@ class RunInfo:
 
 
 @dataclass(frozen=True)
-class ErrorInfo:
-    identity: str
-    row: int
-    status: int | None
-    key: str | None
-    message: str | None
-    request_id: str | None
-    attempts: int
+class ErrorInfo(Failure):
+    """A failed member as the journal records it, and when (ISO 8601, UTC)."""
+
     at: str
 
 
