@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .config import DEFAULT_API_URL, DEFAULT_PROPERTY, JobConfig
 from .errors import EXIT_STOPPED, EXIT_UNUSABLE_INPUT, DistributorError
 from .status import DEFAULT_ERRORS

@@ -38,7 +38,8 @@ from typing import Any, Protocol
 import anyio
 import httpx
 
-from . import __version__, outputs
+from . import outputs
+from ._version import __version__
 from .concurrency import InFlightTarget
 from .config import Credentials, JobConfig, publication_source_id
 from .export import export_files

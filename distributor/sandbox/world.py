@@ -7,8 +7,8 @@ Every request goes through two steps, so that the HTTP layer (``app.py``) can sl
 2. After sleeping ``ticket.latency``, one operation (:meth:`Sandbox.publish`, :meth:`Sandbox.list_publications`,
    :meth:`Sandbox.get_campaign` or :meth:`Sandbox.not_found`) answers it and completes the arrival.
 
-Facts about Voucherify cited below come from ``/work/shared/reference/voucherify-api.md`` ("the reference") and
-the official OpenAPI files in ``/work/shared/contracts/`` ("the spec").
+Facts about Voucherify cited below come from Voucherify's API documentation ("the reference") and its official
+OpenAPI files (voucherifyio/voucherify-openapi, "the spec"); the tests check the answers against those files.
 
 All state sits behind one ``threading.Lock``: the server runs in its own thread while tests inspect the state
 from theirs. Everything random (latency, faults, codes, ids) comes from one ``random.Random(config.seed)``.
