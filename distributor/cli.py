@@ -59,6 +59,7 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--timeout", help="Seconds to wait for one answer (default 30s)."),
         click.option("--max-attempts", type=int, help="Attempts per member before it is recorded as failed (default 8)."),
         click.option("-v", "--verbose", is_flag=True, default=None, help="Log every decision, not just progress."),
+        click.option("--deliver-to", type=click.Choice(["members", "leavers"]), help="Who gets a code: every member of the segment (default), or each member who left it since the previous complete run."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -394,6 +395,10 @@ def render_plan(plan: Plan) -> str:
         + (f", {plan.failed_before:,} failed before" if plan.retry_failed and plan.failed_before else "") + ")",
         f"  left segment    {plan.left_segment:,}",
     ]
+    if plan.deliver_to == "leavers":
+        baseline = f"run {plan.watch_baseline}'s segment" if plan.watch_baseline else "none yet (this run records it)"
+        lines.append(f"  leavers         {plan.leaving:,} left the watch list ({baseline}), {plan.owed_before:,} "
+                     "recorded earlier still without a code")
     campaign = plan.campaign_checked
     if campaign is not None:
         traits = [t for t in (campaign.campaign_type, campaign.type) if t]
@@ -426,6 +431,8 @@ def render_plan(plan: Plan) -> str:
         lines.append(f"exit 3: run would fail: {plan.problems[0].message}")
     elif plan.to_serve:
         lines.append(f"exit 0: run would publish {plan.to_serve:,} codes in about {format_duration(plan.seconds_at_budget)}")
+    elif plan.deliver_to == "leavers":
+        lines.append("exit 0: run would publish nothing" + ("" if plan.watch_baseline else ": it records the baseline"))
     else:
         lines.append("exit 0: run would publish nothing: every valid member already holds a code")
     return "\n".join(lines)
@@ -463,6 +470,11 @@ def render_status(report: Status) -> str:
         f"  failed        {members['failed']:,}",
         f"  left segment  {report.left_segment:,}",
     ]
+    if report.leavers is not None:
+        leavers = report.leavers
+        lines.append(f"  leavers       {leavers['owed']:,} owed a code: {leavers['done']:,} done, "
+                     f"{leavers['without_code']:,} without code, {leavers['failed']:,} failed; "
+                     f"watching {leavers['watched']:,} members")
     calls = report.calls
     kinds = ", ".join(f"{count:,} {kind}" for kind, count in sorted(calls.items()))
     lines.append(f"  calls         {sum(calls.values()):,} this run" + (f": {kinds}" if kinds else "")
@@ -505,6 +517,7 @@ def render_summary(summary: dict[str, Any]) -> str:
     )
     lines = [
         f"distribution {summary['distribution']} · campaign {summary['campaign']}",
+        *_leavers_summary(summary.get("leavers")),
         f"  published     {members['published']}",
         f"  already held  {members['already_held']}",
         f"  failed        {members['failed']}",
@@ -528,6 +541,19 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  resume after  {summary['resume_at']}")
     lines.append(f"exit {summary['exit_code']}: {summary['message']}")
     return "\n".join(lines)
+
+
+def _leavers_summary(leavers: dict[str, Any] | None) -> list[str]:
+    """deliver_to=leavers: the lines saying what was watched and who left."""
+    if leavers is None:
+        return []
+    compared = leavers["compared_with_run"]
+    return [
+        f"  watched       {leavers['watched']} members"
+        + (f"; {leavers['found_this_run']} left since run {compared}" if compared else " (the baseline)"),
+        f"  leavers       {leavers['owed_total']} owed a code: {leavers['served_total']} hold one, "
+        f"{leavers['without_code']} without code, {leavers['failed']} failed",
+    ]
 
 
 if __name__ == "__main__":  # pragma: no cover
