@@ -273,7 +273,8 @@ def status(job_file: Path | None, error_count: int, window: str, as_json: bool, 
 @main.command()
 @_job_options
 @click.option("--json", "as_json", is_flag=True, help="Print the files written and their counts as JSON.")
-def export(job_file: Path | None, as_json: bool, **options: Any) -> None:
+@click.option("--calls", "calls_only", is_flag=True, help="Write only <name>.calls.csv: every API call the journal logged (when, member, endpoint, outcome, HTTP status, request id).")
+def export(job_file: Path | None, as_json: bool, calls_only: bool, **options: Any) -> None:
     """Rewrite the CleverTap CSV and the reports from the journal, at any time — also while a run is going.
 
     Give the JOB_FILE (or the same options as run), or --state / --output.  No keys are needed and no API call is
@@ -290,7 +291,11 @@ def export(job_file: Path | None, as_json: bool, **options: Any) -> None:
     Examples:
         distributor export jobs/reactivation.toml
         distributor export --state out/reactivation.journal.sqlite --output /tmp/snapshot.csv
+        distributor export jobs/reactivation.toml --calls
     """
+    if calls_only:
+        _export_calls(job_file, options, as_json)
+        return
     from .export import export_journal
     from .journal import Journal
     from .status import no_journal, run_in_progress
@@ -324,6 +329,28 @@ def export(job_file: Path | None, as_json: bool, **options: Any) -> None:
     click.echo(f"  skipped   {files['skipped']} ({exported.skipped} rows)")
     if holder:
         click.echo("a run is in progress: these files are a snapshot; the run rewrites them when it ends")
+
+
+def _export_calls(job_file: Path | None, options: dict[str, Any], as_json: bool) -> None:
+    """``export --calls``: the journal's record of every API call, as CSV."""
+    from .export import export_calls
+    from .journal import Journal
+    from .status import no_journal
+
+    config = _files_config(job_file, options, need_output=True)
+    if not config.journal_path.exists():
+        raise Failure(no_journal(config.journal_path), EXIT_UNUSABLE_INPUT)
+    try:
+        with Journal.open(config.journal_path, readonly=True) as journal:
+            path, count = export_calls(config, journal)
+    except DistributorError as error:
+        raise Failure(str(error), error.exit_code) from None
+    except OSError as error:
+        raise Failure(f"cannot write {config.output.parent}: {error.strerror or error}", EXIT_UNUSABLE_INPUT) from None
+    if as_json:
+        click.echo(json.dumps({"journal": str(config.journal_path), "calls": count, "file": str(path)}, indent=2))
+    else:
+        click.echo(f"exported {count:,} calls from {config.journal_path} to {path}")
 
 
 # ---------------------------------------------------------------------- reading a distribution's files
