@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 
 from . import outputs
@@ -72,7 +72,7 @@ def export_calls(config: JobConfig, journal: Journal) -> tuple[Path, int]:
         writer.writerow(["at", "run", key, "kind", "endpoint", "outcome", "http_status", "request_id"])
         for call in journal.call_records():
             writer.writerow([
-                datetime.fromtimestamp(call["at"], timezone.utc).isoformat(timespec="milliseconds"),
+                datetime.fromtimestamp(call["at"], UTC).isoformat(timespec="milliseconds"),
                 call["run_id"],
                 call["identity"] or "",
                 call["kind"],

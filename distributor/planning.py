@@ -167,7 +167,7 @@ def make_plan(
             journal.close()
 
 
-def _leavers_stand(config: JobConfig, journal: Journal | None, tally: "_SegmentTally") -> dict[str, int] | None:
+def _leavers_stand(config: JobConfig, journal: Journal | None, tally: _SegmentTally) -> dict[str, int] | None:
     """deliver_to=leavers: what a run would find (``Journal.compare_leavers``); ``None`` when delivering to members."""
     if not config.delivers_to_leavers:
         return None

@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import JournalError
 from .config import LEAVERS, MEMBERS
+from .errors import JournalError
 from .journal import DONE, FAILED, PENDING, SENDING, Failure, Journal
 
 #: Seconds of history the recent rate and the ETA are measured over.

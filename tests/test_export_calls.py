@@ -8,8 +8,8 @@ from datetime import datetime
 from pathlib import Path
 
 from click.testing import CliRunner
-
 from conftest import SANDBOX_ENV, make_config, run, write_segment
+
 from distributor.cli import main
 from distributor.journal import Journal
 

@@ -9,8 +9,15 @@ import signal
 from pathlib import Path
 
 from click.testing import CliRunner
+from conftest import (
+    SANDBOX_ENV,
+    codes_saved,
+    read_codes,
+    start_job,
+    wait_for,
+    write_segment,
+)
 
-from conftest import SANDBOX_ENV, codes_saved, read_codes, start_job, wait_for, write_segment
 from distributor.cli import main
 from distributor.journal import Journal
 from distributor.sandbox import SandboxServer
