@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+import anyio.abc
 
 from . import outputs
 from .config import Credentials, JobConfig, publication_source_id
@@ -225,27 +226,48 @@ async def _check_all(
         config.api_url, credentials, timeout=config.timeout, max_connections=workers + 2, observer=observe
     ) as client:
 
-        async def worker() -> None:
-            for key, member in queue:
-                found = await _look_up(config, client, throttle, key, audit)
-                if found is _NO_ANSWER:
-                    audit.unchecked.append(str(member["identity"]))
-                    continue
-                mismatch = compare(member, found if isinstance(found, Publication) else None, campaigns)
-                if mismatch is None and profile_check is not None and member["state"] == DONE:
-                    mismatch = await profile_check(str(member["identity"]), str(member["code"]))
-                if mismatch is None:
-                    audit.matched += 1
-                else:
-                    audit.mismatches.append(mismatch)
+        stops: list[StopRun] = []
+
+        async def worker(group: anyio.abc.TaskGroup) -> None:
+            try:
+                for key, member in queue:
+                    await _check_one(config, client, throttle, key, member, campaigns, audit, profile_check)
+            except StopRun as stop:  # dooms every further call: the first one stops the others at once
+                stops.append(stop)
+                group.cancel_scope.cancel()
 
         async with anyio.create_task_group() as group:
             for _ in range(workers):
-                group.start_soon(worker)
+                group.start_soon(worker, group)
+        if stops:
+            raise stops[0]
     audit.mismatches.sort(key=lambda mismatch: mismatch.identity)
 
 
 _NO_ANSWER = object()
+
+
+async def _check_one(
+    config: JobConfig,
+    client: VoucherifyClient,
+    throttle: Throttle,
+    key: str,
+    member: sqlite3.Row,
+    campaigns: frozenset[str],
+    audit: Audit,
+    profile_check: ProfileCheck | None,
+) -> None:
+    found = await _look_up(config, client, throttle, key, audit)
+    if found is _NO_ANSWER:
+        audit.unchecked.append(str(member["identity"]))
+        return
+    mismatch = compare(member, found if isinstance(found, Publication) else None, campaigns)
+    if mismatch is None and profile_check is not None and member["state"] == DONE:
+        mismatch = await profile_check(str(member["identity"]), str(member["code"]))
+    if mismatch is None:
+        audit.matched += 1
+    else:
+        audit.mismatches.append(mismatch)
 
 
 async def _look_up(

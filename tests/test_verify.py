@@ -115,3 +115,37 @@ def test_verify_refuses_the_embedded_sandbox_and_a_missing_journal(tmp_path: Pat
     )
     assert missing.exit_code == 2
     assert "no journal at" in missing.output
+
+
+def test_a_code_voucherify_holds_but_the_journal_does_not_is_reported(tmp_path: Path, sandbox) -> None:
+    server = sandbox(lost_answer_rate=1.0)  # every publication commits, then its answer is lost
+    segment = write_segment(tmp_path / "segment.csv", ["cust-0", "cust-1"])
+    config = make_config(tmp_path, server, segment, max_attempts=1)
+    assert run(config).exit_code == 1  # both recorded as failed: no answer
+    held = server.sandbox.codes_held("reactivation-20")
+
+    result = verify(server, config.output, "--all")
+
+    assert result.exit_code == 1, result.output
+    rows = report_rows(config.output.with_name("codes.verify.csv"))
+    assert [(r["identity"], r["journal_code"], r["voucherify_code"], r["why"]) for r in rows] == [
+        ("cust-0", "", *held["cust-0"], "unrecorded_publication"),
+        ("cust-1", "", *held["cust-1"], "unrecorded_publication"),
+    ]
+
+
+def test_keys_voucherify_refuses_stop_verify_with_exit_3(tmp_path: Path, sandbox) -> None:
+    server = sandbox()
+    output = distribute(tmp_path, server, count=3)
+
+    result = CliRunner().invoke(
+        main,
+        ["verify", "--output", str(output), "--campaign", "reactivation-20", "--api-url", server.url,
+         "--rate-limit", "6000/min", "--all"],
+        env={"VOUCHERIFY_APP_ID": "sandbox-app-id", "VOUCHERIFY_APP_TOKEN": "wrong-token"}, catch_exceptions=False,
+    )
+
+    assert result.exit_code == 3, result.output
+    assert result.output.count("\n") <= 6 and "Traceback" not in result.output
+    assert "401" in result.output or "keys" in result.output
+    assert "wrong-token" not in result.output
