@@ -173,6 +173,8 @@ class Distribution:
         self._campaign_ref = config.campaign  # the campaign's id once known
         self._distribution = ""
         self._join_once = False
+        #: deliver_to=leavers: the run whose segment was the watch list when this run read its own (0: none)
+        self._watch_baseline = 0
 
     # ================================================================== the run
     async def run(self) -> RunResult:
@@ -225,6 +227,7 @@ class Distribution:
         self.stats.skipped = loaded.skipped
         self.stats.members = loaded.members
         if self.config.delivers_to_leavers:
+            self._watch_baseline = journal.watch_baseline()
             self.stats.leavers_found = journal.mark_leavers(run_id)
         counts = self._recipients(journal, run_id)
         self.stats.held_before = journal.held_before(run_id)
@@ -637,7 +640,7 @@ class Distribution:
         return RunResult(exit_code, reason, message, stats, summary, files)
 
     def _leavers_message(self, journal: Journal, exit_code: int, message: str) -> str:
-        if not journal.watch_baseline():
+        if not self._watch_baseline:
             return (
                 f"baseline recorded: {self.stats.members} members are watched and nothing was published; the next "
                 "run publishes to those who have left the segment"
@@ -744,13 +747,11 @@ class Distribution:
             summary["rate"]["paused_for_server_seconds"] = round(self._throttle.stats.seconds_paused, 3)
         return summary
 
-
     def _leavers_figures(self, journal: Journal, run_id: int, counts: dict[str, int]) -> dict[str, Any]:
         """deliver_to=leavers: the watch list this run compared with, who left, and the leavers' state."""
-        baseline = journal.watch_baseline()
         return {
-            # the run whose segment was the watch list (this run's own after it recorded the baseline)
-            "compared_with_run": baseline if baseline != run_id else None,
+            # the run whose segment was the watch list (None: there was none, this run recorded the baseline)
+            "compared_with_run": self._watch_baseline or None,
             "watched": self.stats.members,
             "found_this_run": journal.leavers_found(run_id),
             "owed_total": sum(counts.values()),

@@ -67,6 +67,7 @@ def test_the_first_run_records_the_baseline_publishes_nothing_and_says_so(tmp_pa
     figures = summary(tmp_path)
     assert figures["deliver_to"] == "leavers"
     assert figures["leavers"]["watched"] == 20 and figures["leavers"]["owed_total"] == 0
+    assert figures["leavers"]["compared_with_run"] is None
 
 
 def test_members_who_leave_get_one_code_once_even_if_they_return_and_leave_again(tmp_path: Path, sandbox) -> None:
@@ -81,7 +82,11 @@ def test_members_who_leave_get_one_code_once_even_if_they_return_and_leave_again
     assert sorted(published_to(server)) == ids(0, 5)
     assert set(codes_day2) == set(ids(0, 5))
     assert read_codes(out / "win-back.new.csv")[1] == codes_day2
-    assert summary(tmp_path)["leavers"]["found_this_run"] == 5
+    assert summary(tmp_path)["leavers"] == {
+        "compared_with_run": 1, "watched": 20, "found_this_run": 5, "owed_total": 5, "served_total": 5,
+        "published_this_run": 5, "failed": 0, "without_code": 0,
+    }
+    assert "watched       20 members; 5 left since run 1" in day2.output
 
     arrivals = len(server.sandbox.arrivals)
     day3 = run_day(job, ids(0, 3) + ids(5, 24))  # 0-2 came back; 24 left
