@@ -28,6 +28,10 @@ DEFAULT_API_URL = "https://api.voucherify.io"
 #: ``--api-url sandbox`` runs the embedded Voucherify stand-in in-process.
 SANDBOX = "sandbox"
 DEFAULT_PROPERTY = "voucher_code"
+#: ``deliver_to``: a code for every member of the segment (the default), or for each member who leaves it.
+MEMBERS = "members"
+LEAVERS = "leavers"
+DELIVERIES = (MEMBERS, LEAVERS)
 
 ENV_APP_ID = "VOUCHERIFY_APP_ID"
 ENV_APP_TOKEN = "VOUCHERIFY_APP_TOKEN"
@@ -80,6 +84,9 @@ class JobConfig:
     timeout: float = 30.0
     max_attempts: int = 8
     retry_failed: bool = False
+    #: Who gets a code: every member of the segment (``members``), or each member who left it since the previous
+    #: complete run (``leavers``: the segment is watched, its members are not served).
+    deliver_to: str = MEMBERS
     verbose: bool = False
     credentials: Credentials | None = field(default=None, repr=True)
     #: The ``[sandbox]`` table of the job file, used when ``api_url`` is ``sandbox``.
@@ -110,6 +117,10 @@ class JobConfig:
     @property
     def summary_path(self) -> Path:
         return self.output.with_name(self.output.stem + ".summary.json")
+
+    @property
+    def delivers_to_leavers(self) -> bool:
+        return self.deliver_to == LEAVERS
 
     @property
     def budget(self) -> Rate:
@@ -202,6 +213,8 @@ class JobConfig:
             raise ConfigError(f"timeout {self.timeout}s must be between 0.1s and 170s (Voucherify cuts requests at 3 min)")
         if self.distribution is not None and not str(self.distribution).strip():
             raise ConfigError("distribution is empty: leave it out to use the campaign, or give a name")
+        if self.deliver_to not in DELIVERIES:
+            raise ConfigError(f"deliver_to {self.deliver_to!r} must be {' or '.join(DELIVERIES)}")
         if self.output.suffix.lower() != ".csv":
             raise ConfigError(f"output {self.output} must end in .csv (CleverTap's upload takes CSV)")
         if self.journal_path.resolve() == self.output.resolve():

@@ -12,13 +12,16 @@ Beside ``<name>.csv`` (every member holding a code) a segment-update schedule ne
   unfinished, which is harmless (a CleverTap upload is an upsert of the same value).
 * ``<name>.left.csv`` — members of earlier runs who are no longer in the latest segment.  They keep their code and
   are never touched; this is a report for the marketer, not a file to upload.
+
+``distributor export --calls`` writes instead ``<name>.calls.csv``: every API call the journal logged (when, which
+member, which endpoint, how it ended, Voucherify's request id), the counterpart of Voucherify's own audit log.
 """
 
 from __future__ import annotations
 
 import csv
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 
 from . import outputs
@@ -39,6 +42,47 @@ class Exported:
     left: int = 0
     #: the run whose segment the skipped and left reports describe
     run_id: int = 0
+
+
+#: The endpoint each kind of logged call went to.
+CALL_ENDPOINTS = {
+    "publish": "POST /v1/publications",
+    "lookup": "GET /v1/publications",
+    "campaign": "GET /v1/campaigns/{id}",
+}
+#: A call whose answer was never recorded: cut by a stop or a kill, or logged by a journal older than schema 3.
+UNKNOWN_OUTCOME = "unknown"
+
+
+def calls_path(config: JobConfig) -> Path:
+    return config.output.with_name(config.output.stem + ".calls.csv")
+
+
+def export_calls(config: JobConfig, journal: Journal) -> tuple[Path, int]:
+    """``distributor export --calls``: write ``<name>.calls.csv`` from one snapshot of the journal; returns the path
+    and the number of calls.  Columns: ``at`` (UTC, ISO 8601, milliseconds), ``run``, the member's identity (the
+    journal's key column; empty for a campaign check), ``kind``, ``endpoint``, ``outcome`` (``ok``, ``refused``,
+    ``rate_limited``, ``server_error``, ``timeout``, ``connection``, … or ``unknown``), ``http_status`` and
+    ``request_id`` (when Voucherify's answer gave one)."""
+    path = calls_path(config)
+    key = journal.meta("key") or "identity"
+    count = 0
+    with journal.snapshot(), outputs.atomic_write(path, newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\r\n")
+        writer.writerow(["at", "run", key, "kind", "endpoint", "outcome", "http_status", "request_id"])
+        for call in journal.call_records():
+            writer.writerow([
+                datetime.fromtimestamp(call["at"], UTC).isoformat(timespec="milliseconds"),
+                call["run_id"],
+                call["identity"] or "",
+                call["kind"],
+                CALL_ENDPOINTS.get(call["kind"], call["kind"]),
+                call["outcome"] or UNKNOWN_OUTCOME,
+                "" if call["status"] is None else call["status"],
+                call["request_id"] or "",
+            ])
+            count += 1
+    return path, count
 
 
 def new_codes_path(config: JobConfig) -> Path:

@@ -832,6 +832,30 @@ class Sandbox:
         with self._lock:
             return self._publication_by_source.get(source_id)
 
+    def alter_publication(
+        self, source_id: str, *, code: str | None = None, customer_source_id: str | None = None
+    ) -> None:
+        """Change what the project holds under a publication ``source_id``, as a person editing Voucherify by hand
+        (or another tool) might: another ``code``, or another customer.  A test control for ``distributor verify``,
+        which must find such a difference (KeyError: no publication under ``source_id``)."""
+        with self._lock:
+            original = self._publication_by_source[source_id]
+            changed = original
+            if code is not None:
+                self._vouchers.setdefault(code, _Voucher(self._new_id("v_", 24), code, original.campaign_id, original.created_at))
+                changed = replace(changed, code=code, voucher_id=self._vouchers[code].id)
+            if customer_source_id is not None:
+                known = self._customer_by_source.get(customer_source_id)
+                customer = self._upsert_customer({"source_id": customer_source_id}, known)
+                changed = replace(changed, customer_id=customer.id, customer_source_id=customer.source_id)
+            self._publications[self._publications.index(original)] = changed
+            self._publication_by_source[source_id] = changed
+
+    def delete_publication(self, source_id: str) -> None:
+        """Forget the publication under ``source_id`` (a test control for ``distributor verify``)."""
+        with self._lock:
+            self._publications.remove(self._publication_by_source.pop(source_id))
+
     def codes_held(self, campaign_id_or_name: str) -> dict[str, set[str]]:
         """Customer source_id → the codes of this campaign published to them (KeyError: no such campaign)."""
         with self._lock:
