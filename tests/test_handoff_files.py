@@ -26,6 +26,7 @@ from conftest import (
     write_segment,
 )
 
+from distributor.errors import InputError
 from distributor.journal import Journal
 from distributor.outputs import for_people
 
@@ -194,6 +195,21 @@ def test_after_kill_9_the_summary_does_not_claim_the_previous_outcome_and_the_ne
     assert {**day1, **day2} == journal_codes(out.with_name("codes.journal.sqlite"))
     assert final["upload"] == {"codes": str(by_run[3]), "manifest": str(out.with_name("codes.manifest.json")),
                                "count": 190, "published_after_run": 1, "all_codes": str(out)}
+
+
+def test_a_run_refused_after_it_began_says_so_in_the_summary(tmp_path: Path, sandbox) -> None:
+    server = sandbox()
+    assert run(make_config(tmp_path, server, write_segment(tmp_path / "s.csv", ids(3)))).exit_code == 0
+    unusable = make_config(tmp_path, server, write_segment(tmp_path / "bad.csv", ["", "null"]))
+
+    with pytest.raises(InputError) as refused:
+        run(unusable)
+
+    summary = json.loads(unusable.summary_path.read_text())
+    assert (summary["exit_code"], summary["reason"], summary["run"]["id"]) == (2, "InputError", 2)
+    assert summary["message"] == str(refused.value)
+    with Journal.open(unusable.journal_path, readonly=True) as journal:
+        assert journal.latest_run()["exit_code"] == 2  # the journal holds the same outcome
 
 
 # ------------------------------------------------------------------------------------------ permissions, deltas (10.2)
