@@ -5,9 +5,11 @@
   without BOM, values exactly as in the segment: read back by any RFC 4180 reader (Python's csv module, pandas
   with ``dtype=str, keep_default_na=False``) every identity comes out byte for byte.
 * ``<name>.manifest.json`` — the column mapping for CleverTap's "Upload mapped file", so nobody maps by hand.
+* ``<name>.new.<date>.run<N>.csv`` — a run's delta, in the same format (see ``export.py``).
 * ``<name>.errors.csv`` — members Voucherify refused: identity, row, HTTP status, Voucherify's ``key``,
   ``message`` and ``request_id`` (what its support asks for), attempts.
 * ``<name>.skipped.csv`` — rows of the segment that were not published: row, value, reason, explanation.
+* ``<name>.left.csv`` — members who left the segment (see ``export.py``).
 * ``<name>.summary.json`` — the run's figures, for monitoring.
 
 Each file is written to a temporary name in the same folder (``.<file>.<8 random characters>.tmp``), flushed to

@@ -150,7 +150,7 @@ def test_after_kill_9_the_summary_does_not_claim_the_previous_outcome_and_the_ne
 
     def args(segment: Path) -> list[str]:
         return ["--segment", str(segment), "--campaign", "reactivation-20", "--api-url", server.url,
-                "--rate-limit", "1200/min", "--output", str(out), "--timeout", "5s"]
+                "--rate-limit", "3000/min", "--output", str(out), "--timeout", "5s"]
 
     first = start_job(*args(write_segment(tmp_path / "day1.csv", ids(10))))
     assert first.wait(timeout=60) == 0
