@@ -24,6 +24,7 @@ from .status import DEFAULT_ERRORS
 from .units import format_duration
 
 if TYPE_CHECKING:
+    from .export import Exported
     from .planning import Plan
     from .status import Status
 
@@ -278,11 +279,12 @@ def export(job_file: Path | None, as_json: bool, calls_only: bool, **options: An
     """Rewrite the CleverTap CSV and the reports from the journal, at any time — also while a run is going.
 
     Give the JOB_FILE (or the same options as run), or --state / --output.  No keys are needed and no API call is
-    made.  Writes, beside the output: the codes CSV and its manifest, <name>.new.csv (the codes published since the
-    last run that went through its whole segment: the daily upload), <name>.left.csv (members who left the
-    segment; they keep their codes), the errors and the skipped-rows reports.  The key column and the property are
-    the ones the runs used (the journal remembers them); --property renames the column.  Every file is written
-    to a temporary name and renamed, so CleverTap never picks up half a file.
+    made.  Writes, beside the output: the codes CSV and its manifest, the latest run's delta
+    <name>.new.<date>.run<N>.csv (the codes that run published: the daily upload), <name>.left.csv (members who
+    left the segment; they keep their codes), the errors and the skipped-rows reports.  The key column and the
+    property are the ones the runs used (the journal remembers them); --property renames the column.  Every file
+    is written to a temporary name and renamed, so CleverTap never picks up half a file, and a run's own final
+    write waits for an export going on (and vice versa), so the files always hold the newest snapshot.
 
     \b
     Exit codes: 0 the files were written; 2 there is no journal to export, or no --output to write to.
@@ -314,7 +316,8 @@ def export(job_file: Path | None, as_json: bool, calls_only: bool, **options: An
     if as_json:
         click.echo(json.dumps({
             "journal": str(config.journal_path), "run_id": exported.run_id, "run_in_progress": holder,
-            "codes": exported.codes, "new_codes": exported.new_codes, "left": exported.left,
+            "codes": exported.codes, "new_codes": exported.new_codes, "delta_run": exported.delta_run,
+            "delta_since_run": exported.delta_since_run, "left": exported.left,
             "errors": exported.errors, "skipped": exported.skipped,
             "files": {name: str(path) for name, path in exported.files.items()},
         }, indent=2))
@@ -323,7 +326,7 @@ def export(job_file: Path | None, as_json: bool, calls_only: bool, **options: An
     click.echo(f"exported from {config.journal_path} (run {exported.run_id}"
                + (f", in progress: {holder})" if holder else ")"))
     click.echo(f"  codes     {files['codes']} ({exported.codes} codes) + {files['manifest'].name}")
-    click.echo(f"  new       {files['new']} ({exported.new_codes} codes since the last finished run)")
+    click.echo(_delta_line(exported))
     click.echo(f"  left      {files['left']} ({exported.left} members no longer in the segment)")
     click.echo(f"  errors    {files['errors']} ({exported.errors} members)")
     click.echo(f"  skipped   {files['skipped']} ({exported.skipped} rows)")
@@ -423,6 +426,11 @@ def render_audit_cost(cost: Any) -> str:
         f"  full audit    {cost.full_audit_calls:,} calls, about {format_duration(cost.full_audit_seconds)} at {cost.budget}",
         f"  this check    {chosen}: {cost.checked:,} calls, about {format_duration(cost.seconds)}",
     ])
+def _delta_line(exported: Exported) -> str:
+    if "delta" not in exported.files:
+        return f"  delta     none: run {exported.delta_run} published no code"
+    return (f"  delta     {exported.files['delta']} ({exported.new_codes} codes published after run "
+            f"{exported.delta_since_run}, through run {exported.delta_run})")
 
 
 # ---------------------------------------------------------------------- reading a distribution's files
@@ -634,8 +642,7 @@ def render_summary(summary: dict[str, Any]) -> str:
     update = summary.get("segment_update") or {}
     if update.get("left"):
         lines.append(f"  left segment  {update['left']} (not touched; see {summary['files'].get('left')})")
-    if members["already_held"] and "new" in summary["files"]:
-        lines.append(f"  new codes     {summary['files']['new']} ({update.get('new_codes', 0)} since the last finished run)")
+    lines.append(_upload_line(summary))
     if summary.get("resume_at"):
         lines.append(f"  resume after  {summary['resume_at']}")
     lines.append(f"exit {summary['exit_code']}: {summary['message']}")
@@ -653,6 +660,12 @@ def _leavers_summary(leavers: dict[str, Any] | None) -> list[str]:
         (f"  leavers       {leavers['owed_total']} owed a code: {leavers['served_total']} hold one, "
          f"{leavers['without_code']} without code, {leavers['failed']} failed"),
     ]
+def _upload_line(summary: dict[str, Any]) -> str:
+    """Which file to hand to CleverTap, with which manifest: this run's delta, which no later run rewrites."""
+    upload = summary.get("upload") or {}
+    if not upload.get("codes"):
+        return "  upload        nothing new (no code published since the last delta file)"
+    return f"  upload        {upload['codes']} ({upload['count']} codes) with {upload['manifest']}"
 
 
 if __name__ == "__main__":  # pragma: no cover

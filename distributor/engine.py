@@ -42,11 +42,12 @@ from . import outputs
 from ._version import __version__
 from .concurrency import InFlightTarget
 from .config import Credentials, JobConfig, publication_source_id
-from .export import export_files
+from .export import Exported, export_files
 from .errors import (
     EXIT_MEMBER_FAILURES,
     EXIT_OK,
     EXIT_STOPPED,
+    ConfigError,
     DistributorError,
     JournalError,
     StopRun,
@@ -188,12 +189,14 @@ class Distribution:
             journal.lock()
             self._check_journal(journal, segment)
             run_id = journal.start_run(str(config.segment))
+            self._begin_files(journal, run_id)
             await self._run_watched(journal, run_id, segment)
             result = self._finish(journal, run_id, segment)
         except DistributorError as error:
             if run_id:
                 reason = getattr(error, "reason", type(error).__name__)
                 journal.finish_run(run_id, exit_code=error.exit_code, reason=reason, summary="{}")
+                self._write_refused_summary(journal, run_id, error, reason)
             raise
         finally:
             journal.close()
@@ -629,14 +632,16 @@ class Distribution:
             message = self._leavers_message(journal, exit_code, message)
             journal.record_watch_list(run_id)  # complete: today's segment is what the next run compares with
 
-        # the skipped and left reports describe the latest segment read whole (this run's, unless interrupted)
-        loaded = journal.latest_run(loaded=True)
-        exported = export_files(config, journal, run_id=int(loaded["id"]) if loaded else run_id, key=segment.key)
-        files = {**exported.files, "summary": config.summary_path, "journal": journal.path}
-        summary = self._summary(
-            journal, run_id, counts, exit_code, reason, message, files, exported.codes, new_codes=exported.new_codes
-        )
-        outputs.write_summary(config.summary_path, summary)
+        # One writer at a time (an export may be going): the snapshot is read and every file written under the lock.
+        with outputs.files_lock(config.output):
+            # the skipped and left reports describe the latest segment read whole (this run's, unless interrupted)
+            loaded = journal.latest_run(loaded=True)
+            exported = export_files(
+                config, journal, run_id=int(loaded["id"]) if loaded else run_id, delta_run=run_id, key=segment.key
+            )
+            files = {**exported.files, "summary": config.summary_path, "journal": journal.path}
+            summary = self._summary(journal, run_id, counts, exit_code, reason, message, files, exported)
+            outputs.write_summary(config.summary_path, summary)
         journal.finish_run(run_id, exit_code=exit_code, reason=reason, summary=json.dumps(summary, default=str))
         return RunResult(exit_code, reason, message, stats, summary, files)
 
@@ -649,6 +654,62 @@ class Distribution:
         if exit_code == EXIT_OK:
             return f"every leaver holds a code ({self.stats.leavers_found} left the segment since the previous complete run)"
         return message
+    def _begin_files(self, journal: Journal, run_id: int) -> None:
+        """Before anything else of a run: remove what killed writes left, and replace the previous run's summary
+        by one that says this run has begun, so that a run killed from here on (kill -9, a reboot) never leaves a
+        summary that claims the previous outcome."""
+        config = self.config
+        try:
+            with outputs.files_lock(config.output):
+                outputs.remove_stale_temporaries(config.output)
+                outputs.write_summary(config.summary_path, self._running_summary(journal, run_id))
+        except OSError as error:
+            raise ConfigError(
+                f"cannot write the files beside {config.output}: {error.strerror or error}"
+            ) from None
+
+    def _running_summary(self, journal: Journal, run_id: int) -> dict[str, Any]:
+        started = _iso(self.stats.started_wall)
+        return {
+            "distribution": self.config.distribution or journal.meta("distribution"),
+            "campaign": self.config.campaign,
+            "segment": str(self.config.segment),
+            "exit_code": None,
+            "reason": "running",
+            "message": (
+                f"run {run_id} began at {started} and has not recorded its end: it is going, or it died "
+                "(kill -9, a crash, a reboot)"
+            ),
+            "next_step": "distributor status tells whether it is going; if it died, run the same command again to resume",
+            "started_at": started,
+            "run": self._run_identity(journal, run_id),
+        }
+
+    def _write_refused_summary(self, journal: Journal, run_id: int, error: DistributorError, reason: str) -> None:
+        """A run refused after it began (an unusable segment, a journal of another campaign): its summary says so
+        rather than "running".  The journal has recorded the end already; a failure to write is only logged."""
+        summary = {
+            **self._running_summary(journal, run_id),
+            "exit_code": error.exit_code,
+            "reason": reason,
+            "message": str(error),
+            "next_step": "fix what the message names, then run the same command again",
+            "ended_at": _iso(time.time()),
+        }
+        try:
+            with outputs.files_lock(self.config.output):
+                outputs.write_summary(self.config.summary_path, summary)
+        except OSError as failure:
+            log.warning("could not write %s: %s", self.config.summary_path, failure.strerror or failure)
+
+    def _run_identity(self, journal: Journal, run_id: int) -> dict[str, Any]:
+        return {
+            "id": run_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "distributor": __version__,
+            "journal": str(journal.path),
+        }
 
     def _summary(
         self,
@@ -659,9 +720,7 @@ class Distribution:
         reason: str,
         message: str,
         files: dict[str, Path],
-        written: int,
-        *,
-        new_codes: int = 0,
+        exported: Exported,
     ) -> dict[str, Any]:
         config, stats = self.config, self.stats
         ended = time.time()
@@ -669,7 +728,10 @@ class Distribution:
         left = journal.left_segment(run_id)
         calls_per_code = stats.total_calls / stats.published if stats.published else 1.0
         if exit_code == EXIT_OK:
-            next_step = f"upload {files['codes']} in CleverTap (a daily update: only {files['new']})"
+            next_step = (
+                f"upload {files['delta']} with {files['manifest']} in CleverTap" if "delta" in files
+                else f"nothing new to upload: every code is in an earlier run's delta file (and in {files['codes']})"
+            )
         elif exit_code == EXIT_MEMBER_FAILURES:
             next_step = f"see {files['errors']}; --retry-failed tries those members again"
         elif self._stop is not None and self._stop.resume_at:
@@ -696,7 +758,7 @@ class Distribution:
                 "failed": counts["failed"],
                 "without_code": counts["pending"] + counts["sending"],
                 "left_segment": left,
-                "codes_in_output": written,
+                "codes_in_output": exported.codes,
             },
             "skipped": {"total": sum(stats.skipped.values()), "by_reason": dict(stats.skipped)},
             "calls": {
@@ -716,21 +778,23 @@ class Distribution:
                 "utilisation": round(stats.utilisation, 4) if stats.utilisation is not None else None,
             },
             "files": {name: str(path) for name, path in files.items()},
-            # for the on-call engineer: which run, where, and what to do next
-            "run": {
-                "id": run_id,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "distributor": __version__,
-                "journal": str(journal.path),
+            # what to hand to CleverTap: this run's delta (no later run rewrites it) with the manifest
+            "upload": {
+                "codes": str(files["delta"]) if "delta" in files else None,
+                "manifest": str(files["manifest"]),
+                "count": exported.new_codes,
+                "published_after_run": exported.delta_since_run,
+                "all_codes": str(files["codes"]),
             },
+            # for the on-call engineer: which run, where, and what to do next
+            "run": self._run_identity(journal, run_id),
             # a daily rerun with a fresh export: who entered, who left (never touched), what to upload
             "segment_update": {
                 "entered": journal.entered(run_id),
                 "left": left,
                 "left_holding_code": journal.left_holding_code(run_id),
-                "new_codes": new_codes,
-                "new_codes_since_run": journal.last_finished_run(before=run_id),
+                "new_codes": exported.new_codes,
+                "new_codes_since_run": exported.delta_since_run,
             },
             "deliver_to": config.deliver_to,
             "remaining": {

@@ -19,6 +19,7 @@ Identities are stored as TEXT exactly as read; SQLite compares them byte for byt
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
 import sqlite3
@@ -593,12 +594,34 @@ class Journal:
         ).fetchone()
         return int(row[0] or 0)
 
-    def codes_published_after(self, run_id: int) -> Iterator[tuple[str, str]]:
-        """``(identity, code)`` of the members who got their code in a run after ``run_id``, in segment order."""
-        for identity, code in self._db.execute(
-            "SELECT identity, code FROM members WHERE state = 'done' AND done_run > ? ORDER BY id", (run_id,)
-        ):
-            yield identity, code
+    def codes_published_after(self, run_id: int, *, through: int | None = None) -> Iterator[tuple[str, str]]:
+        """``(identity, code)`` of the members who got their code in a run after ``run_id`` (and, with
+        ``through``, no later than run ``through``), in order of first appearance."""
+        last = through if through is not None else 2**62
+        yield from self._db.execute(
+            "SELECT identity, code FROM members WHERE state = 'done' AND done_run > ? AND done_run <= ? ORDER BY id",
+            (run_id, last),
+        )
+
+    def run_started_at(self, run_id: int) -> float | None:
+        row = self._db.execute("SELECT started_at FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None else float(row[0])
+
+    def delivered_through(self, before: int) -> int:
+        """The newest run before ``before`` whose codes are all in a delta file already: one that recorded its end
+        with an ``upload`` in its summary (its files were written), or — a journal of a version before delta
+        files — one that went through its whole segment (exit 0 or 1), whose ``<name>.new.csv`` held them.  0 when
+        there is none.  A run that died (or failed before writing its files) is not one: its codes go into the
+        next run's delta."""
+        rows = self._db.execute(
+            "SELECT id, exit_code, summary FROM runs WHERE id < ? AND ended_at IS NOT NULL ORDER BY id DESC",
+            (before,),
+        )
+        for run_id, exit_code, summary in rows:
+            recorded = _summary_of(summary)
+            if "upload" in recorded or ("files" in recorded and exit_code in (0, 1)):
+                return int(run_id)
+        return 0
 
     def entered(self, run_id: int) -> int:
         """Members first seen in run ``run_id`` (they entered the segment since the earlier runs)."""
@@ -718,6 +741,15 @@ class Journal:
             yield
         finally:
             self._db.execute("DROP TABLE IF EXISTS temp.plan_segment")
+
+
+def _summary_of(text: str | None) -> dict[str, object]:
+    """A run's summary as recorded in ``runs.summary`` (``{}`` when absent or unreadable)."""
+    try:
+        summary = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return summary if isinstance(summary, dict) else {}
 
 
 def _connect(target: str, uri: bool = False) -> sqlite3.Connection:
