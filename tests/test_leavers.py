@@ -81,7 +81,8 @@ def test_members_who_leave_get_one_code_once_even_if_they_return_and_leave_again
     assert day2.exit_code == 0, day2.output
     assert sorted(published_to(server)) == ids(0, 5)
     assert set(codes_day2) == set(ids(0, 5))
-    assert read_codes(out / "win-back.new.csv")[1] == codes_day2
+    upload = summary(tmp_path)["upload"]  # the day's delta file: what to hand to CleverTap
+    assert read_codes(Path(upload["codes"]))[1] == codes_day2
     assert summary(tmp_path)["leavers"] == {
         "compared_with_run": 1, "watched": 20, "found_this_run": 5, "owed_total": 5, "served_total": 5,
         "published_this_run": 5, "failed": 0, "without_code": 0,
@@ -95,7 +96,7 @@ def test_members_who_leave_get_one_code_once_even_if_they_return_and_leave_again
     assert published_to(server, arrivals) == ["cust-00024"]  # the returners were not called again
     _, codes_day4 = read_codes(out / "win-back.csv")
     assert codes_day4 == {**codes_day2, "cust-00024": codes_day4["cust-00024"]}  # they keep their first code
-    assert read_codes(out / "win-back.new.csv")[1] == {}  # day 4 published nothing new
+    assert summary(tmp_path)["upload"]["codes"] is None  # day 4 published nothing new: no delta to upload
     held = server.sandbox.codes_held("reactivation-20")
     assert all(len(held[identity]) == 1 for identity in ids(0, 5) + ["cust-00024"])
 
