@@ -495,7 +495,7 @@ class Distribution:
             key = f"retries_exhausted:{key}" if key else "retries_exhausted"
         self._journal.fail(member.id, status=status, key=key, message=message, request_id=request_id)
         self.stats.failed += 1
-        log.debug("member at row %d failed: %s %s", member.seen_row, key, message)
+        log.debug("member at row %s failed: %s %s", member.seen_row, key, message)
 
     def _count_failure(self, decision: Decision) -> None:
         if decision.reason == "rate_limited":

@@ -57,7 +57,8 @@ def export_files(config: JobConfig, journal: Journal, *, run_id: int, key: str) 
         codes = outputs.write_codes(config.output, journal.codes(), key=key, property=property_name)
         outputs.write_manifest(config.manifest_path, key=key, property=property_name)
         errors = outputs.write_errors(config.errors_path, journal.failures(), key=key)
-        skipped = outputs.write_skipped(config.skipped_path, journal.skipped(run_id))
+        outputs.write_skipped(config.skipped_path, journal.skipped(run_id))
+        skipped = sum(journal.skipped_counts(run_id).values())  # every skipped row, listed in the report or not
         since = journal.last_finished_run(before=run_id)
         new = outputs.write_codes(
             new_codes_path(config), journal.codes_published_after(since), key=key, property=property_name
