@@ -182,7 +182,7 @@ class Distribution:
         try:
             journal.lock()
             self._check_journal(journal, segment)
-            run_id = journal.start_run(str(config.segment))
+            run_id = journal.start_run(segment.name)  # what was read: every part, globs and folders expanded
             await self._run_watched(journal, run_id, segment)
             result = self._finish(journal, run_id, segment)
         except DistributorError as error:
@@ -210,7 +210,7 @@ class Distribution:
     def _check_journal(self, journal: Journal, segment: Segment) -> None:
         config = self.config
         journal.check_belongs(
-            key=segment.key, distribution=config.distribution, campaign=config.campaign, segment=segment.path
+            key=segment.key, distribution=config.distribution, campaign=config.campaign, segment=segment.name
         )
         journal.set_meta(key=segment.key, property=config.property_name)
 

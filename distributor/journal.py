@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from .errors import JournalError, JournalLocked
 
@@ -144,7 +145,7 @@ class Journal:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, path: Path | str, *, readonly: bool = False) -> "Journal":
+    def open(cls, path: Path | str, *, readonly: bool = False) -> Journal:
         path = Path(path)
         if readonly:
             if not path.exists():
@@ -211,7 +212,7 @@ class Journal:
         self._db.close()
         self.unlock()
 
-    def __enter__(self) -> "Journal":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -357,7 +358,7 @@ class Journal:
         for row in self._db.execute(
             "SELECT row, value, reason, detail FROM skipped WHERE run_id = ? ORDER BY rowid", (run_id,)
         ):
-            yield tuple(row)  # type: ignore[misc]
+            yield tuple(row)
         listed = dict(
             self._db.execute("SELECT reason, count(*) FROM skipped WHERE run_id = ? GROUP BY reason", (run_id,))
         )
@@ -465,8 +466,8 @@ class Journal:
 
     def codes(self) -> Iterator[tuple[str, str]]:
         """``(identity, code)`` of every member holding a code, in order of first appearance."""
-        for identity, code in self._db.execute("SELECT identity, code FROM members WHERE state = 'done' ORDER BY id"):
-            yield identity, code
+        rows = self._db.execute("SELECT identity, code FROM members WHERE state = 'done' ORDER BY id")
+        yield from ((identity, code) for identity, code in rows)
 
     def failures(self) -> Iterator[Failure]:
         yield from (
@@ -478,7 +479,8 @@ class Journal:
         )
 
     def member(self, identity: str) -> sqlite3.Row | None:
-        return self._db.execute("SELECT * FROM members WHERE identity = ?", (identity,)).fetchone()
+        row: sqlite3.Row | None = self._db.execute("SELECT * FROM members WHERE identity = ?", (identity,)).fetchone()
+        return row
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
@@ -509,7 +511,8 @@ class Journal:
         """The newest run; ``loaded``: the newest that read its whole segment (a run interrupted or refused while
         reading may have loaded only part of it, so its segment says nothing about who left)."""
         where = "WHERE loaded_at IS NOT NULL" if loaded else ""
-        return self._db.execute(f"SELECT * FROM runs {where} ORDER BY id DESC LIMIT 1").fetchone()
+        row: sqlite3.Row | None = self._db.execute(f"SELECT * FROM runs {where} ORDER BY id DESC LIMIT 1").fetchone()
+        return row
 
     def recent_runs(self, limit: int) -> list[sqlite3.Row]:
         """The ``limit`` newest runs, newest first."""
@@ -524,10 +527,10 @@ class Journal:
 
     def codes_published_after(self, run_id: int) -> Iterator[tuple[str, str]]:
         """``(identity, code)`` of the members who got their code in a run after ``run_id``, in segment order."""
-        for identity, code in self._db.execute(
+        rows = self._db.execute(
             "SELECT identity, code FROM members WHERE state = 'done' AND done_run > ? ORDER BY id", (run_id,)
-        ):
-            yield identity, code
+        )
+        yield from ((identity, code) for identity, code in rows)
 
     def entered(self, run_id: int) -> int:
         """Members first seen in run ``run_id`` (they entered the segment since the earlier runs)."""

@@ -36,7 +36,7 @@ import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, NamedTuple, cast
 
 from .errors import InputError
 
@@ -655,7 +655,7 @@ def _parquet_texts(column: object, path: Path, number: int) -> list[str | None]:
 
 
 def _open_binary(path: Path, compressed: bool) -> IO[bytes]:
-    return gzip.open(path, "rb") if compressed else path.open("rb")
+    return cast(IO[bytes], gzip.open(path, "rb")) if compressed else path.open("rb")
 
 
 def _open_text(path: Path, compressed: bool, errors: str = "strict") -> io.TextIOWrapper:
