@@ -3,9 +3,14 @@
 Supported: *Find People* CSV downloads and Export-center profile exports as CSV, JSON lines and Parquet, CSV and
 JSON lines optionally gzip-compressed.  The format is told by the file's content, never by its name alone: gzip
 and Parquet by their magic numbers, JSON lines by a first ``{``, anything else is CSV.  CSV may be comma-, tab- or
-semicolon-separated (told by the header row; ``.tsv`` files are tab-separated), UTF-8 with or without a BOM, with
-CRLF, LF or CR line ends.  Files are read as a stream, a batch at a time, so memory stays bounded whatever the size
-of the export.
+semicolon-separated (named by Excel's ``sep=`` first line, else told by the structure of the header and the first
+rows, not by which character appears; ``.tsv`` files are tab-separated), UTF-8 with or without a BOM, with CRLF, LF
+or CR line ends.  Files are read as a stream, a batch at a time, and every record (a CSV row, quoted line breaks
+included, or a JSON line) with a bounded ``readline``: one longer than :data:`MAX_RECORD` is refused before it is
+held whole, so memory stays bounded whatever the file holds (a gzip bomb of one endless field included).
+
+A segment may come in several parts (CleverTap splits large exports): :func:`open_segment` takes files, folders
+and glob patterns, reads every part as one :class:`Segment`, and names rows ``file:row``.
 
 Identities are kept byte for byte: CSV cells are taken as the csv module parses them (RFC 4180, the same dialect
 the output is written in), with no NA conversion, no type inference and no stripping (``000123`` stays ``000123``,
@@ -14,11 +19,14 @@ cast to their exact decimal text.
 
 Row numbers are those a spreadsheet shows: in a CSV the header is row 1 and the first member row 2 (a quoted
 field spanning lines is one row; a blank line is a row with an empty identity); in JSON lines the row is the line
-number; in Parquet, the record number plus one (as if it had a header).
+number; in Parquet, the record number plus one (as if it had a header).  Excel's ``sep=`` line is not a row (Excel
+hides it): the header stays row 1.
 
 Input that cannot be read exactly is refused with an :class:`InputError` naming the file and the row, never
 guessed at: a row with more or fewer fields than the header (an unquoted comma shifts every column after it), an
-unclosed quote, a byte that is not UTF-8, a gzip file cut short.  The pandas C parser was not used for CSV because,
+unclosed quote, a byte that is not UTF-8, a gzip file cut short, a record longer than :data:`MAX_RECORD`.  A NUL
+byte refuses the file as binary wherever it is (no export holds one; a NUL that a JSON value spells as ``\u0000``
+is text, and its row is skipped as an invalid identity).  The pandas C parser was not used for CSV because,
 with ``usecols``, it silently accepts rows with extra fields and takes the identity from the wrong column.
 """
 

@@ -7,6 +7,7 @@ child process (``ru_maxrss``), so what the test measures is what a run would use
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import subprocess
@@ -14,9 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from conftest import make_config, run
 
 from distributor import identities
-from distributor.errors import InputError
+from distributor.cli import main
+from distributor.errors import EXIT_OK, InputError
 from distributor.journal import SKIPPED_EXAMPLES, Journal
 from distributor.loading import load_segment
 from distributor.segment import MAX_RECORD, open_segment
@@ -154,3 +158,24 @@ def test_json_lines_blank_line_bomb_reads_in_bounded_batches(tmp_path: Path) -> 
     path.write_bytes(gzip.compress(json.dumps({"identity": "a"}).encode() + b"\n" + b"\n" * 2_000_000 + b'{"identity": "b"}\n'))
     rows = [(row.number, row.identity) for batch in open_segment(path).batches(1000) for row in batch]
     assert rows == [(1, "a"), (2_000_002, "b")]
+
+
+def test_a_run_on_a_blank_line_bomb_reports_every_row_and_lists_the_first(tmp_path: Path, sandbox) -> None:
+    """The summary counts every skipped row; the report lists the first and says how many it leaves out."""
+    segment = tmp_path / "bomb.csv.gz"
+    segment.write_bytes(gzip.compress(b"identity,Email\r\na,x\r\n" + b"\r\n" * 200_000 + b"b,y\r\n"))
+    config = make_config(tmp_path, sandbox(), segment)
+
+    result = run(config)
+
+    assert result.exit_code == EXIT_OK, result.message
+    assert result.summary["skipped"] == {"total": 200_000, "by_reason": {"empty": 200_000}}
+    with config.skipped_path.open(newline="", encoding="utf-8") as handle:
+        report = list(csv.reader(handle))
+    assert len(report) == 1 + SKIPPED_EXAMPLES + 1
+    assert report[1][:3] == ["3", "", "empty"] and report[SKIPPED_EXAMPLES][:3] == [str(2 + SKIPPED_EXAMPLES), "", "empty"]
+    not_listed = "199,000 more rows not listed: only the first 1,000 of each reason are kept"
+    assert report[-1] == ["", "", "empty", f"empty identity (or only whitespace) ({not_listed})"]
+    exported = CliRunner().invoke(main, ["export", "--segment", str(segment), "--output", str(config.output)])
+    assert exported.exit_code == 0, exported.output
+    assert f"skipped   {config.skipped_path} (200000 rows)" in exported.output
