@@ -384,13 +384,8 @@ def open_segment(paths: Path | str | Sequence[Path | str], id_column: str | None
     first = _open_file(files[0], id_column)
     parts = [first]
     for path in files[1:]:
-        part = _open_file(path, id_column or first.id_column, differs_from=first.path)
-        if part.key != first.key:
-            raise InputError(
-                f"{path}: column {part.id_column!r} holds CleverTap {part.key}s, but in {first.path} it holds "
-                f"{first.key}s; all parts of a segment share one identity column"
-            )
-        parts.append(part)
+        # the first part's column, by name: the same column, hence the same CleverTap key, in every part
+        parts.append(_open_file(path, id_column or first.id_column, differs_from=first.path))
     return Segment(tuple(parts))
 
 
@@ -683,15 +678,15 @@ def _bounded_raw_lines(handle: IO[bytes], path: Path) -> Iterator[bytes]:
         if not raw:
             return
         if len(raw) > MAX_RECORD:
-            raise _too_long(path, "line", number)
+            raise _too_long(path, "line", number, "bytes")
         if b"\x00" in raw:
             raise _binary(path, "line", number)
         yield raw
 
 
-def _too_long(path: Path, unit: str, number: int) -> InputError:
+def _too_long(path: Path, unit: str, number: int, measure: str = "characters") -> InputError:
     return InputError(
-        f"{path}: {unit} {number} is longer than {MAX_RECORD:,} characters, far beyond any CleverTap profile "
+        f"{path}: {unit} {number} is longer than {MAX_RECORD:,} {measure}, far beyond any CleverTap profile "
         "(an unclosed quote, or a damaged file); fix it or export the segment again"
     )
 
