@@ -73,7 +73,7 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 #: Names and first bytes of segment exports: given where a job file is expected, they get a hint, not a TOML error.
-_DATA_SUFFIXES = {".csv", ".tsv", ".gz", ".jsonl", ".ndjson", ".json", ".parquet", ".txt", ".tab"}
+_DATA_SUFFIXES = {".csv", ".tsv", ".tab", ".gz", ".jsonl", ".ndjson", ".json", ".parquet"}
 _DATA_MAGIC = (b"\x1f\x8b", b"PAR1", b"{")
 
 
