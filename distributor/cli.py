@@ -561,7 +561,8 @@ def render_summary(summary: dict[str, Any]) -> str:
     if members["failed"]:
         lines.append(f"  errors        {summary['files']['errors']}")
     if skipped["total"]:
-        lines.append(f"  skipped rows  {summary['files']['skipped']}")
+        unlisted = f" ({skipped['not_listed']:,} not listed)" if skipped.get("not_listed") else ""
+        lines.append(f"  skipped rows  {summary['files']['skipped']}{unlisted}")
     update = summary.get("segment_update") or {}
     if update.get("left"):
         lines.append(f"  left segment  {update['left']} (not touched; see {summary['files'].get('left')})")

@@ -695,6 +695,8 @@ class Distribution:
             },
             "next_step": next_step,
         }
+        if unlisted := journal.skipped_unlisted(run_id):  # only the first rows of each reason are in the report
+            summary["skipped"]["not_listed"] = unlisted
         if self._stop is not None and self._stop.resume_at:
             summary["resume_at"] = _iso(self._stop.resume_at)
         if hasattr(self, "_throttle"):

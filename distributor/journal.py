@@ -368,6 +368,11 @@ class Journal:
                 detail = f"{unlisted:,} more rows not listed: only the first {SKIPPED_EXAMPLES:,} of each reason are kept"
                 yield "", "", reason, detail
 
+    def skipped_unlisted(self, run_id: int) -> int:
+        """Skipped rows of this run's segment counted but not kept as examples (not listed in the report)."""
+        listed = self._db.execute("SELECT count(*) FROM skipped WHERE run_id = ?", (run_id,)).fetchone()[0]
+        return sum(self.skipped_counts(run_id).values()) - int(listed)
+
     def skipped_counts(self, run_id: int) -> dict[str, int]:
         """Every skipped row of this run's segment, counted by reason (listed or not)."""
         if not self._has_table("skipped_counts"):  # an older journal opened read-only: not migrated yet
