@@ -51,7 +51,7 @@ class Credentials:
         return f"Credentials(app_id={self.app_id!r}, app_token='***')"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "Credentials | None":
+    def from_env(cls, env: Mapping[str, str]) -> Credentials | None:
         app_id, token = env.get(ENV_APP_ID, "").strip(), env.get(ENV_APP_TOKEN, "").strip()
         if not app_id and not token:
             return None
@@ -61,11 +61,32 @@ class Credentials:
         return cls(app_id, token)
 
 
+class SegmentPaths(tuple[Path, ...]):
+    """The segment as given: one or several parts, each a file, a folder of parts or a glob pattern (expanded
+    when the segment is opened, see :func:`distributor.segment.open_segment`).  As text: the paths joined by
+    `` + ``, so a one-file segment reads as its path."""
+
+    def __str__(self) -> str:
+        return " + ".join(str(path) for path in self)
+
+
+def segment_paths(value: object, where: str = "") -> SegmentPaths:
+    """``--segment`` (given once or repeated) or a job file's ``segment`` (a path or a list of paths)."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise ConfigError(f"segment is missing{where}: give --segment or set segment in the job file")
+    paths = [Path(item) for item in items if isinstance(item, (str, Path)) and str(item)]
+    if len(paths) != len(items):
+        raise ConfigError(f"segment{where} must be a path or a list of paths (files, folders or glob patterns)")
+    return SegmentPaths(paths)
+
+
 @dataclass(frozen=True)
 class JobConfig:
     """Everything one distribution run needs.  Build it with :meth:`load` (job file + overrides + env)."""
 
-    segment: Path
+    #: The segment's parts: several are read as one segment (``--segment`` repeated, a folder, a glob).
+    segment: SegmentPaths
     campaign: str
     rate_limit: Rate
     output: Path
@@ -134,7 +155,7 @@ class JobConfig:
         job_file: Path | None = None,
         overrides: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
-    ) -> "JobConfig":
+    ) -> JobConfig:
         """Merge a job file, command-line ``overrides`` (``None`` values are ignored) and the environment."""
         values: dict[str, Any] = {}
         if job_file is not None:
@@ -147,7 +168,7 @@ class JobConfig:
     @classmethod
     def from_mapping(
         cls, values: Mapping[str, Any], *, env: Mapping[str, str], job_file: Path | None = None
-    ) -> "JobConfig":
+    ) -> JobConfig:
         where = f" in {job_file}" if job_file else ""
         known = {f.name for f in fields(cls)} - {"credentials", "job_file"}
         unknown = sorted(set(values) - known)
@@ -159,7 +180,7 @@ class JobConfig:
                 raise ConfigError(f"{required} is missing: give {flag} or set {required} in the job file{hint}")
 
         data = dict(values)
-        data["segment"] = Path(data["segment"])
+        data["segment"] = segment_paths(data["segment"], where)
         data["rate_limit"] = data["rate_limit"] if isinstance(data["rate_limit"], Rate) else Rate.parse(data["rate_limit"])
         data["campaign"] = str(data["campaign"]).strip()
         if not data["campaign"]:
@@ -268,5 +289,7 @@ def _read_job_file(path: Path) -> dict[str, Any]:
             raise ConfigError(f"unknown table [{key}] in {path}")
         if key in ("segment", "output", "state") and isinstance(value, str) and value:
             value = os.path.normpath(base / value)
+        elif key == "segment" and isinstance(value, list):  # several parts, each relative to the job file
+            value = [os.path.normpath(base / item) if isinstance(item, str) and item else item for item in value]
         values[key] = value
     return values

@@ -188,7 +188,7 @@ class Distribution:
         try:
             journal.lock()
             self._check_journal(journal, segment)
-            run_id = journal.start_run(str(config.segment))
+            run_id = journal.start_run(segment.name)  # what was read: every part, globs and folders expanded
             self._begin_files(journal, run_id)
             await self._run_watched(journal, run_id, segment)
             result = self._finish(journal, run_id, segment)
@@ -218,7 +218,7 @@ class Distribution:
     def _check_journal(self, journal: Journal, segment: Segment) -> None:
         config = self.config
         journal.check_belongs(
-            key=segment.key, distribution=config.distribution, campaign=config.campaign, segment=segment.path
+            key=segment.key, distribution=config.distribution, campaign=config.campaign, segment=segment.name
         )
         journal.check_delivery(config.deliver_to)
         journal.set_meta(key=segment.key, property=config.property_name, deliver_to=config.deliver_to)
@@ -527,7 +527,7 @@ class Distribution:
             key = f"retries_exhausted:{key}" if key else "retries_exhausted"
         self._journal.fail(member.id, status=status, key=key, message=message, request_id=request_id)
         self.stats.failed += 1
-        log.debug("member at row %d failed: %s %s", member.seen_row, key, message)
+        log.debug("member at row %s failed: %s %s", member.seen_row, key, message)
 
     def _count_failure(self, decision: Decision) -> None:
         if decision.reason == "rate_limited":
@@ -805,6 +805,8 @@ class Distribution:
         }
         if config.delivers_to_leavers:
             summary["leavers"] = self._leavers_figures(journal, run_id, counts)
+        if unlisted := journal.skipped_unlisted(run_id):  # only the first rows of each reason are in the report
+            summary["skipped"]["not_listed"] = unlisted
         if self._stop is not None and self._stop.resume_at:
             summary["resume_at"] = _iso(self._stop.resume_at)
         if hasattr(self, "_throttle"):

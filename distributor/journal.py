@@ -28,11 +28,20 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from .config import MEMBERS
 from .errors import JournalError, JournalLocked
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+
+#: Skipped rows kept as examples per run and reason; the rest are only counted (``skipped_counts``), so a file of
+#: billions of blank or repeated lines costs a few rows, not one per line.
+SKIPPED_EXAMPLES = 1000
+
+#: A row of the segment as messages and reports name it: its number, or ``file:number`` in a segment of several
+#: parts (stored as TEXT in the INTEGER columns ``seen_row`` and ``skipped.row``, which SQLite allows).
+RowLabel = int | str
 
 PENDING = "pending"
 SENDING = "sending"
@@ -66,7 +75,7 @@ CREATE TABLE IF NOT EXISTS members (
     first_run INTEGER NOT NULL,
     seen_run INTEGER NOT NULL,   -- the last run whose segment held this member
     seen_seq INTEGER NOT NULL,   -- its position in that run's segment (dispatch order)
-    seen_row INTEGER NOT NULL,   -- its row in that run's segment file
+    seen_row INTEGER NOT NULL,   -- its row in that run's segment file ('file:row' in a segment of several parts)
     done_run INTEGER,
     updated_at REAL NOT NULL,
     watched_run INTEGER,         -- deliver_to=leavers: the last complete run whose segment held this member
@@ -74,14 +83,20 @@ CREATE TABLE IF NOT EXISTS members (
     CHECK (state <> 'done' OR code IS NOT NULL)
 );
 CREATE INDEX IF NOT EXISTS members_by_run ON members (seen_run, seen_seq);
-CREATE TABLE IF NOT EXISTS skipped (
+CREATE TABLE IF NOT EXISTS skipped (   -- at most SKIPPED_EXAMPLES rows per run and reason, in file order
     run_id INTEGER NOT NULL,
-    row INTEGER NOT NULL,
+    row INTEGER NOT NULL,        -- the row number, or 'file:row' in a segment of several parts
     value TEXT NOT NULL,
     reason TEXT NOT NULL,
     detail TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS skipped_by_run ON skipped (run_id, row);
+CREATE TABLE IF NOT EXISTS skipped_counts (   -- every skipped row, counted
+    run_id INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (run_id, reason)
+);
 CREATE TABLE IF NOT EXISTS calls (
     id INTEGER PRIMARY KEY,
     run_id INTEGER NOT NULL,
@@ -103,7 +118,7 @@ class Member:
     state: str
     attempts: int
     seen_seq: int
-    seen_row: int
+    seen_row: RowLabel
 
 
 @dataclass(frozen=True)
@@ -112,13 +127,13 @@ class LoadResult:
 
     added: int
     #: rows whose identity appeared earlier in the same segment: ``(row, identity, first_row)``
-    duplicates: list[tuple[int, str, int]]
+    duplicates: list[tuple[RowLabel, str, RowLabel]]
 
 
 @dataclass(frozen=True)
 class Failure:
     identity: str
-    row: int
+    row: RowLabel
     status: int | None
     key: str | None
     message: str | None
@@ -137,7 +152,7 @@ class Journal:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, path: Path | str, *, readonly: bool = False) -> "Journal":
+    def open(cls, path: Path | str, *, readonly: bool = False) -> Journal:
         path = Path(path)
         if readonly:
             if not path.exists():
@@ -189,6 +204,8 @@ class Journal:
                 self._db.execute("UPDATE runs SET loaded_at = started_at WHERE exit_code IS NULL OR exit_code <> 2")
             if version < 3:
                 self._migrate_leavers_and_call_outcomes()
+            if version < 4:
+                self._migrate_skipped_counts()
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def _migrate_leavers_and_call_outcomes(self) -> None:
@@ -206,11 +223,20 @@ class Journal:
         ):
             self._db.execute(statement)
 
+    # MIGRATION(h2-segment): v4 counts skipped rows in ``skipped_counts`` (created by _SCHEMA, as for a new
+    # journal) and keeps only SKIPPED_EXAMPLES of them per run and reason in ``skipped``.  An older journal's
+    # skipped rows are all kept and counted here, so its reports and counts stay what they were.
+    def _migrate_skipped_counts(self) -> None:
+        self._db.execute(
+            """INSERT OR REPLACE INTO skipped_counts (run_id, reason, count)
+               SELECT run_id, reason, count(*) FROM skipped GROUP BY run_id, reason"""
+        )
+
     def close(self) -> None:
         self._db.close()
         self.unlock()
 
-    def __enter__(self) -> "Journal":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -299,7 +325,7 @@ class Journal:
         return self._db.execute("SELECT * FROM runs ORDER BY id").fetchall()
 
     # ------------------------------------------------------------------ loading the segment
-    def load(self, run_id: int, rows: Sequence[tuple[int, int, str]]) -> LoadResult:
+    def load(self, run_id: int, rows: Sequence[tuple[int, RowLabel, str]]) -> LoadResult:
         """Record one batch of valid segment rows ``(seq, row, identity)`` as members of ``run_id``.
 
         New identities become ``pending`` members; known ones (from earlier runs) are marked as seen in this run
@@ -308,7 +334,7 @@ class Journal:
         """
         now = time.time()
         added = 0
-        duplicates: list[tuple[int, str, int]] = []
+        duplicates: list[tuple[RowLabel, str, RowLabel]] = []
         with self._transaction():
             for seq, row, identity in rows:
                 returned = self._db.execute(
@@ -322,29 +348,66 @@ class Journal:
                 ).fetchall()
                 if not returned:  # already seen in this very run: a duplicate row
                     first = self._db.execute("SELECT seen_row FROM members WHERE identity = ?", (identity,)).fetchone()
-                    duplicates.append((row, identity, int(first[0])))
+                    duplicates.append((row, identity, first[0]))
                 elif returned[0][0] == run_id:
                     added += 1
         return LoadResult(added, duplicates)
 
-    def record_skipped(self, run_id: int, rows: Iterable[tuple[int, str, str, str]]) -> None:
-        """Record invalid or duplicate rows ``(row, value, reason, detail)`` of this run's segment."""
+    def record_skipped(self, run_id: int, rows: Iterable[tuple[RowLabel, str, str, str]]) -> None:
+        """Count invalid or duplicate rows ``(row, value, reason, detail)`` of this run's segment, given in file
+        order, and keep the first :data:`SKIPPED_EXAMPLES` of each reason as examples.  One transaction."""
         with self._transaction():
+            counts = dict(
+                self._db.execute("SELECT reason, count FROM skipped_counts WHERE run_id = ?", (run_id,)).fetchall()
+            )
+            kept: list[tuple[RowLabel, str, str, str]] = []
+            for row in rows:
+                reason = row[2]
+                if counts.get(reason, 0) < SKIPPED_EXAMPLES:
+                    kept.append(row)
+                counts[reason] = counts.get(reason, 0) + 1
             self._db.executemany(
                 "INSERT INTO skipped (run_id, row, value, reason, detail) VALUES (?, ?, ?, ?, ?)",
-                [(run_id, *row) for row in rows],
+                [(run_id, *row) for row in kept],
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO skipped_counts (run_id, reason, count) VALUES (?, ?, ?)",
+                [(run_id, reason, count) for reason, count in counts.items()],
             )
 
-    def skipped(self, run_id: int) -> Iterator[tuple[int, str, str, str]]:
-        """``(row, value, reason, detail)`` of the rows this run's segment skipped, in file order."""
+    def skipped(self, run_id: int) -> Iterator[tuple[RowLabel, str, str, str]]:
+        """``(row, value, reason, detail)`` of the rows this run's segment skipped, in file order, as far as they
+        are kept; then, for a reason with more rows than were kept, one line ``("", "", reason, "N more …")``
+        saying how many are not listed."""
         for row in self._db.execute(
-            "SELECT row, value, reason, detail FROM skipped WHERE run_id = ? ORDER BY row", (run_id,)
+            "SELECT row, value, reason, detail FROM skipped WHERE run_id = ? ORDER BY rowid", (run_id,)
         ):
-            yield tuple(row)  # type: ignore[misc]
+            yield tuple(row)
+        listed = dict(
+            self._db.execute("SELECT reason, count(*) FROM skipped WHERE run_id = ? GROUP BY reason", (run_id,))
+        )
+        for reason, count in sorted(self.skipped_counts(run_id).items()):
+            unlisted = count - listed.get(reason, 0)
+            if unlisted > 0:
+                detail = f"{unlisted:,} more rows not listed: only the first {SKIPPED_EXAMPLES:,} of each reason are kept"
+                yield "", "", reason, detail
+
+    def skipped_unlisted(self, run_id: int) -> int:
+        """Skipped rows of this run's segment counted but not kept as examples (not listed in the report)."""
+        listed = self._db.execute("SELECT count(*) FROM skipped WHERE run_id = ?", (run_id,)).fetchone()[0]
+        return sum(self.skipped_counts(run_id).values()) - int(listed)
 
     def skipped_counts(self, run_id: int) -> dict[str, int]:
-        rows = self._db.execute("SELECT reason, count(*) FROM skipped WHERE run_id = ? GROUP BY reason", (run_id,))
+        """Every skipped row of this run's segment, counted by reason (listed or not)."""
+        if not self._has_table("skipped_counts"):  # an older journal opened read-only: not migrated yet
+            rows = self._db.execute("SELECT reason, count(*) FROM skipped WHERE run_id = ? GROUP BY reason", (run_id,))
+        else:
+            rows = self._db.execute("SELECT reason, count FROM skipped_counts WHERE run_id = ?", (run_id,))
         return {reason: count for reason, count in rows}
+
+    def _has_table(self, name: str) -> bool:
+        found = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        return found is not None
 
     # ------------------------------------------------------------------ the work
     def work(self, run_id: int, *, after_seq: int, limit: int, retry_failed: bool = False) -> list[Member]:
@@ -514,8 +577,8 @@ class Journal:
 
     def codes(self) -> Iterator[tuple[str, str]]:
         """``(identity, code)`` of every member holding a code, in order of first appearance."""
-        for identity, code in self._db.execute("SELECT identity, code FROM members WHERE state = 'done' ORDER BY id"):
-            yield identity, code
+        rows = self._db.execute("SELECT identity, code FROM members WHERE state = 'done' ORDER BY id")
+        yield from ((identity, code) for identity, code in rows)
 
     def failures(self) -> Iterator[Failure]:
         yield from (
@@ -550,7 +613,8 @@ class Journal:
         return sorted(rows, key=lambda row: int(row["id"]))
 
     def member(self, identity: str) -> sqlite3.Row | None:
-        return self._db.execute("SELECT * FROM members WHERE identity = ?", (identity,)).fetchone()
+        row: sqlite3.Row | None = self._db.execute("SELECT * FROM members WHERE identity = ?", (identity,)).fetchone()
+        return row
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
@@ -581,7 +645,8 @@ class Journal:
         """The newest run; ``loaded``: the newest that read its whole segment (a run interrupted or refused while
         reading may have loaded only part of it, so its segment says nothing about who left)."""
         where = "WHERE loaded_at IS NOT NULL" if loaded else ""
-        return self._db.execute(f"SELECT * FROM runs {where} ORDER BY id DESC LIMIT 1").fetchone()
+        row: sqlite3.Row | None = self._db.execute(f"SELECT * FROM runs {where} ORDER BY id DESC LIMIT 1").fetchone()
+        return row
 
     def recent_runs(self, limit: int) -> list[sqlite3.Row]:
         """The ``limit`` newest runs, newest first."""

@@ -50,7 +50,7 @@ def test_flags_beat_the_job_file_and_paths_are_relative_to_it(tmp_path: Path) ->
 
     config = JobConfig.load(job, {"rate_limit": "50/min", "campaign": None}, ENV)
 
-    assert config.segment == tmp_path / "data" / "s.csv"
+    assert config.segment == (tmp_path / "data" / "s.csv",)
     assert config.output == jobs / "out" / "c.csv"
     assert config.rate_limit == Rate(50, 60.0)
     assert config.campaign == "camp_1"
