@@ -214,14 +214,21 @@ class Journal:
         #   calls.outcome, calls.status, calls.request_id  (how each API call ended, for `export --calls`).
         # Existing rows keep NULL: an older journal has no watch list (its runs delivered to members) and its
         # calls' outcomes were never recorded (exported as "unknown").
-        for statement in (
-            "ALTER TABLE members ADD COLUMN watched_run INTEGER",
-            "ALTER TABLE members ADD COLUMN owed_run INTEGER",
-            "ALTER TABLE calls ADD COLUMN outcome TEXT",
-            "ALTER TABLE calls ADD COLUMN status INTEGER",
-            "ALTER TABLE calls ADD COLUMN request_id TEXT",
+        for table, column, kind in (
+            ("members", "watched_run", "INTEGER"),
+            ("members", "owed_run", "INTEGER"),
+            ("calls", "outcome", "TEXT"),
+            ("calls", "status", "INTEGER"),
+            ("calls", "request_id", "TEXT"),
         ):
-            self._db.execute(statement)
+            self._add_column(table, column, kind)
+
+    def _add_column(self, table: str, column: str, kind: str) -> None:
+        """``ALTER TABLE … ADD COLUMN`` unless the column is there: a migration step may meet a journal that
+        already has it (created by this version's schema, or a step that ran before its version was recorded)."""
+        present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     # MIGRATION(h2-segment): v4 counts skipped rows in ``skipped_counts`` (created by _SCHEMA, as for a new
     # journal) and keeps only SKIPPED_EXAMPLES of them per run and reason in ``skipped``.  An older journal's

@@ -21,7 +21,7 @@ from conftest import make_config, run
 from distributor import identities
 from distributor.cli import main
 from distributor.errors import EXIT_OK, InputError
-from distributor.journal import SKIPPED_EXAMPLES, Journal
+from distributor.journal import SCHEMA_VERSION, SKIPPED_EXAMPLES, Journal
 from distributor.loading import load_segment
 from distributor.segment import MAX_RECORD, open_segment
 
@@ -148,7 +148,7 @@ def test_a_journal_from_before_counting_keeps_its_skipped_rows_and_counts_them(t
     with Journal.open(path, readonly=True) as journal:  # not migrated yet: counted from the rows
         assert journal.skipped_counts(run_id) == {identities.EMPTY: len(rows)}
     with Journal.open(path) as journal:
-        assert journal.meta("schema_version") == "3"
+        assert journal.meta("schema_version") == str(SCHEMA_VERSION)
         assert journal.skipped_counts(run_id) == {identities.EMPTY: len(rows)}
         assert list(journal.skipped(run_id)) == rows
 
