@@ -184,3 +184,48 @@ def _publish_directly(server: Any, identity: str, source_id: str) -> str:
 
     return anyio.run(main, backend="asyncio")
 
+
+
+def test_progress_shows_the_servers_pause_not_an_eta(tmp_path: Path, sandbox, caplog) -> None:
+    import logging
+
+    from distributor.progress import LogProgress
+
+    server = sandbox()
+    with MisbehavingServer(upstream=server.url) as front:
+        # the first publication is answered 429 "retry in 2 s": every call waits for it
+        front.script(forward(), reply(429, {"code": 429, "message": "Too many requests"}, {"Retry-After": "2"}))
+        config = config_for(tmp_path, front)
+        with caplog.at_level(logging.INFO, logger="distributor"):
+            result = run(config, reporter=LogProgress(interval=0.2))
+
+    assert result.exit_code == EXIT_OK, result.message
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress:")]
+    paused = [line for line in lines if "paused" in line]
+    assert paused and all("ETA" not in line and "by Voucherify (429)" in line for line in paused)
+
+
+def test_a_token_echoed_in_an_error_reaches_no_file(tmp_path: Path, sandbox, caplog) -> None:
+    import logging
+
+    from conftest import SANDBOX_ENV
+
+    token = SANDBOX_ENV["VOUCHERIFY_APP_TOKEN"]
+    server = sandbox()
+    with MisbehavingServer(upstream=server.url) as front:
+        front.when(
+            lambda seen: seen.method == "POST" and '"m-02"' in seen.text,
+            reply(400, {"code": 400, "key": "invalid_customer", "message": f"token {token} may not publish",
+                        "details": f"X-App-Token={token}", "request_id": f"v-{token}"}),
+        )
+        config = config_for(tmp_path, front)
+        with caplog.at_level(logging.DEBUG):
+            result = run(config)
+
+    assert result.exit_code != EXIT_OK
+    assert "***" in config.errors_path.read_text(encoding="utf-8")
+    written = [path for path in tmp_path.rglob("*") if path.is_file() and path.name != "segment.csv"]
+    assert config.journal_path in written
+    for path in written:
+        assert token.encode() not in path.read_bytes(), path
+    assert token not in caplog.text and token not in result.message
