@@ -71,7 +71,7 @@ class RateLimitHeaders:
             limit_type=(headers.get("x-rate-limit-type") or None),
         )
 
-    def plausible(self, now: float) -> tuple["RateLimitHeaders", list[str]]:
+    def plausible(self, now: float) -> tuple[RateLimitHeaders, list[str]]:
         """These headers without the values that cannot be true, and what was wrong with them (``now``: Unix time).
 
         A retry time that is not a Unix time in seconds (e.g. milliseconds), a ``Retry-After`` beyond a billing

@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 
@@ -233,7 +233,7 @@ class MisbehavingServer:
                 self._listener = None
 
     # ------------------------------------------------------------------ life
-    def start(self) -> MisbehavingServer:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -246,7 +246,7 @@ class MisbehavingServer:
             if self._listener is not None:
                 self._listener.close()
 
-    def __enter__(self) -> MisbehavingServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -13,10 +13,10 @@ from typing import Any
 
 import anyio
 import pytest
+from misbehaving import MisbehavingServer, endless, huge, reply, trickle
 
 from distributor.config import Credentials
 from distributor.voucherify import ApiError, TransportError, VoucherifyClient
-from misbehaving import MisbehavingServer, endless, huge, reply, trickle
 
 TOKEN = "tok-echoed-secret-42"
 KEYS = Credentials("app-id-1", TOKEN)

@@ -12,13 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from conftest import (
+    SANDBOX_ENV,
+    held_codes,
+    make_config,
+    read_codes,
+    run,
+    write_segment,
+)
+from misbehaving import MisbehavingServer, reply
 
-from conftest import SANDBOX_ENV, held_codes, make_config, read_codes, run, write_segment
 from distributor.config import Credentials, publication_source_id_v1
 from distributor.errors import EXIT_MEMBER_FAILURES, EXIT_OK
 from distributor.journal import Journal
 from distributor.voucherify import VoucherifyClient
-from misbehaving import MisbehavingServer, reply
 
 MEMBERS = [f"m-{i:02d}" for i in range(12)]
 KEYS = Credentials(SANDBOX_ENV["VOUCHERIFY_APP_ID"], SANDBOX_ENV["VOUCHERIFY_APP_TOKEN"])

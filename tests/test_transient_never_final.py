@@ -14,9 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from conftest import held_codes, make_config, read_codes, run, write_segment
+from misbehaving import (
+    Exchange,
+    MisbehavingServer,
+    forward,
+    forward_then_stall,
+    redirect,
+    reply,
+)
+
 from distributor.errors import EXIT_OK, EXIT_STOPPED
 from distributor.journal import Journal
-from misbehaving import Exchange, MisbehavingServer, forward, forward_then_stall, redirect, reply
 
 MEMBERS = [f"m-{i:02d}" for i in range(24)]
 
@@ -168,8 +176,8 @@ def test_old_journals_serve_members_failed_by_exhausted_transient_retries(tmp_pa
 
 def _publish_directly(server: Any, identity: str, source_id: str) -> str:
     import anyio
-
     from conftest import SANDBOX_ENV
+
     from distributor.config import Credentials
     from distributor.voucherify import VoucherifyClient
 
