@@ -529,8 +529,9 @@ class Distribution:
                 self._fail_member(member, error, attempt)
             return None
         if attempt >= self.config.max_attempts:
-            if member is not None and self._failing_alone(member, served_before):
-                # others are served meanwhile: this member's trouble persists; the next run tries again
+            if member is not None and (decision.action is Action.LOOKUP or self._failing_alone(member, served_before)):
+                # a key Voucherify says is taken but whose publication it cannot show, or others are served
+                # meanwhile: this member's trouble persists; the next run tries again
                 self._defer_member(member, error, attempt)
                 return None
             if member is None and anyio.current_time() - self._last_success >= _OUTAGE_SECONDS:

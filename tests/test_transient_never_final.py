@@ -237,3 +237,24 @@ def test_a_token_echoed_in_an_error_reaches_no_file(tmp_path: Path, sandbox, cap
     for path in written:
         assert token.encode() not in path.read_bytes(), path
     assert token not in caplog.text and token not in result.message
+
+
+def test_a_taken_key_whose_publication_cannot_be_found_is_left_for_the_next_run(tmp_path: Path, sandbox) -> None:
+    """Every publication answers duplicate_source_id and every look-up finds nothing (a lagging index): the run
+    ends (it does not retry for ever), nobody is failed, and the next run serves them all."""
+    server = sandbox()
+    with MisbehavingServer(upstream=server.url) as front:
+        front.when(lambda seen: seen.method == "POST", reply(400, {
+            "code": 400, "key": "duplicate_source_id", "message": "Duplicate source_id", "resource_type": "publication",
+        }))
+        front.when(lambda seen: seen.method == "GET" and seen.path.startswith("/v1/publications"),
+                   reply(200, {"object": "list", "publications": [], "total": 0}))
+        config = config_for(tmp_path, front)
+        first = run(config)
+        front.clear()
+        second = run(config)
+
+    assert first.exit_code == EXIT_STOPPED and first.reason == "incomplete"
+    assert f"{len(MEMBERS)} got only transient failures" in first.message
+    assert second.exit_code == EXIT_OK, second.message
+    assert_each_member_holds_the_code_voucherify_committed(config, server)
