@@ -64,8 +64,9 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--property", "property_name", help=f"Profile property that receives the code (default {DEFAULT_PROPERTY})."),
         click.option("--state", type=click.Path(path_type=Path, dir_okay=False), help="Journal file (default: <output>.journal.sqlite beside the output)."),
         click.option("--concurrency", type=int, help="Calls in flight at once (default: adapted to the measured latency)."),
-        click.option("--timeout", help="Seconds to wait for one answer (default 30s)."),
-        click.option("--max-attempts", type=int, help="Attempts per member before it is recorded as failed (default 8)."),
+        click.option("--timeout", help="Deadline of one whole call, answer included (default 30s)."),
+        click.option("--max-pause", help="Longest pause a 429 may ask for; longer stops the run, exit 3 (default 15min)."),
+        click.option("--max-attempts", type=int, help="Attempts per member in one run on transient failures (default 8); a member is failed only by a refusal."),
         click.option("-v", "--verbose", is_flag=True, default=None, help="Log every decision, not just progress."),
         click.option("--deliver-to", type=click.Choice(["members", "leavers"]), help="Who gets a code: every member of the segment (default), or each member who left it since the previous complete run."),
     ]

@@ -102,7 +102,12 @@ class JobConfig:
     concurrency: int | None = None
     #: Fraction of ``rate_limit`` to leave unused for the shop's own traffic (0.2 = run at 80 %).
     headroom: float = 0.0
+    #: Deadline of one whole call (connect, send, answer and body), in seconds.
     timeout: float = 30.0
+    #: The longest pause a server's 429 may ask for; a longer one stops the run (exit 3) saying when to resume.
+    max_pause: float = 900.0
+    #: Attempts per member before its transient failures stop being retried in this run (it is served again by
+    #: the next run, never marked failed).
     max_attempts: int = 8
     retry_failed: bool = False
     #: Who gets a code: every member of the segment (``members``), or each member who left it since the previous
@@ -193,8 +198,9 @@ class JobConfig:
             data["state"] = Path(data["state"])
         else:
             data["state"] = None
-        if "timeout" in data:
-            data["timeout"] = parse_duration(data["timeout"])
+        for duration in ("timeout", "max_pause"):
+            if duration in data:
+                data[duration] = parse_duration(data[duration])
         config = cls(**data, job_file=job_file)
         config = replace(config, credentials=config._credentials_from(env))
         config.validate()
@@ -232,6 +238,8 @@ class JobConfig:
             raise ConfigError(f"max_attempts {self.max_attempts!r} must be a whole number from 1 to 100")
         if not 0.1 <= self.timeout <= 170:
             raise ConfigError(f"timeout {self.timeout}s must be between 0.1s and 170s (Voucherify cuts requests at 3 min)")
+        if not 1.0 <= self.max_pause <= 7 * 86400:
+            raise ConfigError(f"max_pause {self.max_pause:g}s must be between 1s and 7 days (e.g. 15min)")
         if self.distribution is not None and not str(self.distribution).strip():
             raise ConfigError("distribution is empty: leave it out to use the campaign, or give a name")
         if self.deliver_to not in DELIVERIES:
@@ -242,13 +250,23 @@ class JobConfig:
             raise ConfigError("state and output point at the same file")
 
 
-def publication_source_id(distribution: str, identity: str) -> str:
-    """The idempotency key of one customer's publication in one distribution.
+def publication_source_id(distribution: str, campaign: str, identity: str) -> str:
+    """The idempotency key of one customer's publication of one campaign in one distribution.
 
     Deterministic, so a retry or a rerun asks Voucherify for the same publication and gets the same code back;
-    different for another distribution of the same campaign.  Identities can be 1023 characters of anything,
-    so the key carries a hash of them, prefixed with a readable slug of the distribution.
+    different for another campaign (even under the same distribution name: Voucherify would otherwise answer
+    ``duplicate_source_id`` and the look-up would find the other campaign's code) and for another distribution.
+    ``campaign`` is the campaign's ``camp_…`` id when the pre-flight resolved it, else the configured campaign;
+    the journal pins the choice on its first run (meta ``key_campaign``) and each member's key on its first call.
+    Identities can be 1023 characters of anything, so the key carries a hash, prefixed with a readable slug.
     """
+    material = b"\x00".join((b"v2", distribution.encode(), campaign.encode(), identity.encode()))
+    digest = hashlib.sha256(material).hexdigest()[:32]
+    return f"{slugify(distribution)[:40]}-{digest}"
+
+
+def publication_source_id_v1(distribution: str, identity: str) -> str:
+    """The key of journals before schema 3 (distribution and customer only): kept for their members' calls."""
     digest = hashlib.sha256(distribution.encode() + b"\x00" + identity.encode()).hexdigest()[:32]
     return f"{slugify(distribution)[:40]}-{digest}"
 

@@ -5,7 +5,11 @@ It is the source of truth of a distribution; the CSV files are views of it.  Its
 * A member moves ``pending → sending → done(code) | failed(reason)``.  ``sending`` is written (and committed)
   *before* each publication call, with a row in ``calls``; the answer is committed as soon as it arrives.  A
   member found ``sending`` on resume may or may not have been published: it is sent again with the *same*
-  publication ``source_id``, and Voucherify hands back the code it committed the first time.
+  publication ``source_id``, and Voucherify hands back the code it committed the first time.  That key is stored
+  in the member's row (``members.source_id``) when its first call is logged, and reused for ever after: a later
+  change of how keys are made (or of the campaign's resolution) never gives a called member a second key.
+* ``failed`` is only for Voucherify's definite refusals; a member whose calls failed only transiently stays
+  ``sending`` and is served by the next run.
 * Every API call is logged in ``calls`` before it is sent, so a resumed run knows how much of the server's rate
   window the dead run used, and the summary can count calls per code.
 * One process at a time: :meth:`Journal.lock` takes an exclusive ``flock`` on ``<journal>.lock``, released by the
@@ -30,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-from .config import MEMBERS
+from .config import MEMBERS, publication_source_id_v1
 from .errors import JournalError, JournalLocked
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: Skipped rows kept as examples per run and reason; the rest are only counted (``skipped_counts``), so a file of
 #: billions of blank or repeated lines costs a few rows, not one per line.
@@ -80,6 +84,7 @@ CREATE TABLE IF NOT EXISTS members (
     updated_at REAL NOT NULL,
     watched_run INTEGER,         -- deliver_to=leavers: the last complete run whose segment held this member
     owed_run INTEGER,            -- deliver_to=leavers: the run that found this member gone (it is owed a code)
+    source_id TEXT,              -- the publication key its first call was made with (NULL: never called)
     CHECK (state <> 'done' OR code IS NOT NULL)
 );
 CREATE INDEX IF NOT EXISTS members_by_run ON members (seen_run, seen_seq);
@@ -119,6 +124,8 @@ class Member:
     attempts: int
     seen_seq: int
     seen_row: RowLabel
+    #: the publication ``source_id`` of its first call; ``None`` until a call was logged
+    source_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -206,6 +213,8 @@ class Journal:
                 self._migrate_leavers_and_call_outcomes()
             if version < 4:
                 self._migrate_skipped_counts()
+            if version < 5:
+                self._migrate_publication_keys()
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def _migrate_leavers_and_call_outcomes(self) -> None:
@@ -237,6 +246,30 @@ class Journal:
         self._db.execute(
             """INSERT OR REPLACE INTO skipped_counts (run_id, reason, count)
                SELECT run_id, reason, count(*) FROM skipped GROUP BY run_id, reason"""
+        )
+
+    def _migrate_publication_keys(self) -> None:
+        """# MIGRATION(h1-voucherify): v5 adds members.source_id, and transient failures are not final.
+
+        1. Add ``members.source_id``.  Every member already called (``attempts > 0``) was called under the old key,
+           ``publication_source_id_v1(distribution, identity)``: store it, so that a ``sending`` member whose
+           first answer was lost is re-sent under that same key (and gets the code Voucherify committed), never
+           under the new campaign-bound key.  (No distribution in the journal: no call was ever made.)
+        2. Members that old versions marked ``failed`` only because their transient retries ran out
+           (``error_key`` ``retries_exhausted…``) become ``sending`` again, so the next run serves them without
+           ``--retry-failed``; their last error stays in the row for the record.
+        """
+        self._add_column("members", "source_id", "TEXT")
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'distribution'").fetchone()
+        distribution = row[0] if row is not None and row[0] else None
+        if distribution is not None:
+            called = self._db.execute("SELECT id, identity FROM members WHERE attempts > 0").fetchall()
+            self._db.executemany(
+                "UPDATE members SET source_id = ? WHERE id = ? AND source_id IS NULL",
+                [(publication_source_id_v1(distribution, identity), member_id) for member_id, identity in called],
+            )
+        self._db.execute(
+            "UPDATE members SET state = 'sending' WHERE state = 'failed' AND error_key LIKE 'retries_exhausted%'"
         )
 
     def close(self) -> None:
@@ -422,16 +455,25 @@ class Journal:
         states = (PENDING, SENDING, FAILED) if retry_failed else (PENDING, SENDING)
         marks = ",".join("?" * len(states))
         rows = self._db.execute(
-            f"""SELECT id, identity, state, attempts, seen_seq, seen_row FROM members
+            f"""SELECT id, identity, state, attempts, seen_seq, seen_row, source_id FROM members
                 WHERE seen_run = ? AND seen_seq > ? AND state IN ({marks})
                 ORDER BY seen_seq LIMIT ?""",
             (run_id, after_seq, *states, limit),
         ).fetchall()
         return [Member(*row) for row in rows]
 
-    def log_call(self, run_id: int, kind: str, member_id: int | None = None, at: float | None = None) -> int:
-        """Record an API call about to be sent; a publication also marks its member ``sending``.  Commits.
-        Returns the call's id, for :meth:`record_call_outcome`."""
+    def log_call(
+        self,
+        run_id: int,
+        kind: str,
+        member_id: int | None = None,
+        at: float | None = None,
+        *,
+        source_id: str | None = None,
+    ) -> int:
+        """Record an API call about to be sent; a publication also marks its member ``sending`` and pins its key
+        (``source_id``) unless it already has one.  Commits.  Returns the call's id, for
+        :meth:`record_call_outcome`."""
         at = time.time() if at is None else at
         with self._transaction():
             cursor = self._db.execute(
@@ -439,9 +481,10 @@ class Journal:
             )
             if kind == "publish" and member_id is not None:
                 self._db.execute(
-                    """UPDATE members SET state = 'sending', attempts = attempts + 1, updated_at = ?
+                    """UPDATE members SET state = 'sending', attempts = attempts + 1, updated_at = ?,
+                           source_id = coalesce(source_id, ?)
                        WHERE id = ? AND state <> 'done'""",
-                    (at, member_id),
+                    (at, source_id, member_id),
                 )
         return int(cursor.lastrowid or 0)
 
@@ -453,6 +496,11 @@ class Journal:
                 "UPDATE calls SET outcome = ?, status = ?, request_id = ? WHERE id = ?",
                 (outcome, status, request_id, call_id),
             )
+
+    def source_id(self, member_id: int) -> str | None:
+        """The publication key this member's calls are made with (``None``: never called)."""
+        row = self._db.execute("SELECT source_id FROM members WHERE id = ?", (member_id,)).fetchone()
+        return None if row is None else row[0]
 
     def complete(self, member_id: int, run_id: int, *, code: str, publication_id: str | None) -> None:
         """Save the code Voucherify holds for this member.  Commits."""
