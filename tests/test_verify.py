@@ -8,9 +8,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 from conftest import SANDBOX_ENV, make_config, run, write_segment
+from virtual import VIRTUAL_URL, run_virtual
 
 from distributor.cli import main
-from distributor.sandbox import SandboxServer
+from distributor.sandbox import SandboxConfig, SandboxServer
 from distributor.units import Rate
 
 
@@ -117,14 +118,17 @@ def test_verify_refuses_the_embedded_sandbox_and_a_missing_journal(tmp_path: Pat
     assert "no journal at" in missing.output
 
 
-def test_a_code_voucherify_holds_but_the_journal_does_not_is_reported(tmp_path: Path, sandbox) -> None:
-    server = sandbox(lost_answer_rate=1.0)  # every publication commits, then its answer is lost
+def test_a_code_voucherify_holds_but_the_journal_does_not_is_reported(tmp_path: Path) -> None:
+    """Every publication commits, then its answer is lost: the run (on the virtual clock: the minute of silence
+    before it stops costs no real time) leaves both members sending; Voucherify holds a code for each."""
     segment = write_segment(tmp_path / "segment.csv", ["cust-0", "cust-1"])
-    config = make_config(tmp_path, server, segment, max_attempts=1)
-    assert run(config).exit_code == 1  # both recorded as failed: no answer
-    held = server.sandbox.codes_held("reactivation-20")
+    config = make_config(tmp_path, None, segment, api_url=VIRTUAL_URL, max_attempts=1)
+    stopped = run_virtual(config, SandboxConfig(lost_answer_rate=1.0, seed=1))
+    assert (stopped.result.exit_code, stopped.result.reason) == (3, "unreachable")
+    held = stopped.sandbox.codes_held("reactivation-20")
 
-    result = verify(server, config.output, "--all")
+    with SandboxServer(stopped.sandbox) as server:  # the same Voucherify, now answering over loopback
+        result = verify(server, config.output, "--all")
 
     assert result.exit_code == 1, result.output
     rows = report_rows(config.output.with_name("codes.verify.csv"))
