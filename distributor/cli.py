@@ -58,7 +58,10 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--concurrency", type=int, help="Calls in flight at once (default: adapted to the measured latency)."),
         click.option("--timeout", help="Seconds to wait for one answer (default 30s)."),
         click.option("--max-attempts", type=int, help="Attempts per member before it is recorded as failed (default 8)."),
-        click.option("-v", "--verbose", is_flag=True, default=None, help="Log every decision, not just progress."),
+        click.option("--limit", type=click.IntRange(min=1), help="Publish to at most N members (in segment order), then stop: a first test batch."),
+        click.option("-v", "--verbose", is_flag=True, default=None, help="Log every retry, look-up, pause and throttle change, with its reason."),
+        click.option("--log-format", type=click.Choice(["text", "json"]), help="text (default), or json: one JSON object per line for log shippers."),
+        click.option("--progress-interval", help="Time between progress lines when stderr is not a terminal (default 30s)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -72,23 +75,10 @@ def _load_config(job_file: Path | None, options: dict[str, Any]) -> JobConfig:
         raise Failure(str(error), error.exit_code) from None
 
 
-def _setup_logging(verbose: bool, console: Any = None) -> None:
-    level = logging.DEBUG if verbose else logging.INFO
-    root = logging.getLogger("distributor")
-    root.handlers.clear()
-    if console is not None:
-        from rich.logging import RichHandler
+def _setup_logging(config: JobConfig, console: Any = None) -> None:
+    from .logs import setup_logging
 
-        handler: logging.Handler = RichHandler(console=console, show_path=False, markup=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    root.addHandler(handler)
-    root.setLevel(level)
-    root.propagate = False
-    # httpx logs one INFO line per request: far too much at thousands of calls
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    setup_logging(config.verbose, config.log_format, console)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -126,12 +116,12 @@ def run(job_file: Path | None, **options: Any) -> None:
     from .progress import LogProgress, TerminalProgress
 
     config = _load_config(job_file, options)
-    if sys.stderr.isatty():
+    if sys.stderr.isatty() and config.log_format == "text":
         reporter: Any = TerminalProgress(sys.stderr)
-        _setup_logging(config.verbose, reporter.console)
+        _setup_logging(config, reporter.console)
     else:
-        reporter = LogProgress()
-        _setup_logging(config.verbose)
+        reporter = LogProgress(config.progress_interval)
+        _setup_logging(config)
     try:
         result = run_distribution(config, reporter=reporter, handle_signals=True)
     except DistributorError as error:
@@ -221,7 +211,7 @@ def plan(job_file: Path | None, cycle_quota: int | None, cycle_used: int, as_jso
     from .planning import make_plan
 
     config = _load_config(job_file, options)
-    _setup_logging(config.verbose)
+    _setup_logging(config)
     try:
         result = make_plan(config, cycle_quota=cycle_quota, cycle_used=cycle_used)
     except DistributorError as error:
@@ -513,7 +503,8 @@ def render_summary(summary: dict[str, Any]) -> str:
         f"  rate          {rate_line}",
         f"  calls         {calls['total']}: {per_code}, {calls['retries']} retries, "
         f"{calls['rate_limited_429']} × 429, {calls['by_kind'].get('lookup', 0)} look-ups",
-        f"  output        {summary['files']['codes']} ({members['codes_in_output']} codes)",
+        f"  output        {summary['files']['codes']} ({members['codes_in_output']} codes)"
+        if "codes" in summary["files"] else "  output        none written: no code was ever published",
     ]
     if members["failed"]:
         lines.append(f"  errors        {summary['files']['errors']}")

@@ -80,7 +80,13 @@ class JobConfig:
     timeout: float = 30.0
     max_attempts: int = 8
     retry_failed: bool = False
+    #: Publish to at most this many members (in segment order), then stop resumably: a first test batch.
+    limit: int | None = None
     verbose: bool = False
+    #: ``text`` (the default) or ``json``: one JSON object per line, for log shippers.
+    log_format: str = "text"
+    #: Seconds between progress lines when stderr is not a terminal (cron, a pipe).
+    progress_interval: float = 30.0
     credentials: Credentials | None = field(default=None, repr=True)
     #: The ``[sandbox]`` table of the job file, used when ``api_url`` is ``sandbox``.
     sandbox: Mapping[str, Any] = field(default_factory=dict)
@@ -90,6 +96,25 @@ class JobConfig:
     @property
     def uses_sandbox(self) -> bool:
         return self.api_url == SANDBOX
+
+    @property
+    def api_host(self) -> str:
+        """The Voucherify host a journal is bound to: ``scheme://host[:port]``, or ``sandbox`` (the embedded one)."""
+        if self.uses_sandbox:
+            return SANDBOX
+        parts = urlsplit(self.api_url)
+        return f"{parts.scheme}://{parts.netloc}".lower()
+
+    def project_digest(self) -> str:
+        """A digest of the app id this job runs with (the embedded sandbox's own for ``sandbox``): it names the
+        Voucherify project in the journal without writing the app id, and never involves the token."""
+        if self.uses_sandbox:
+            from .sandbox.world import DEMO_APP_ID
+
+            app_id = DEMO_APP_ID
+        else:
+            app_id = self.credentials.app_id if self.credentials is not None else ""
+        return "sha256:" + hashlib.sha256(app_id.encode()).hexdigest()[:16]
 
     @property
     def journal_path(self) -> Path:
@@ -154,8 +179,10 @@ class JobConfig:
         if not data["campaign"]:
             raise ConfigError("campaign is empty: give the campaign's name or its camp_... id")
         if data.get("output") in (None, ""):
+            # beside the job file, never in the caller's working directory ($HOME under cron)
             slug = slugify(data.get("distribution") or data["campaign"])
-            data["output"] = Path(f"{slug}-codes.csv")
+            folder = job_file.resolve().parent if job_file is not None else Path()
+            data["output"] = folder / f"{slug}-codes.csv"
         data["output"] = Path(data["output"])
         if data.get("state") not in (None, ""):
             data["state"] = Path(data["state"])
@@ -163,6 +190,10 @@ class JobConfig:
             data["state"] = None
         if "timeout" in data:
             data["timeout"] = parse_duration(data["timeout"])
+        if "progress_interval" in data:
+            data["progress_interval"] = parse_duration(data["progress_interval"])
+        if isinstance(data.get("api_url"), str):
+            data["api_url"] = normalise_api_url(data["api_url"])
         config = cls(**data, job_file=job_file)
         config = replace(config, credentials=config._credentials_from(env))
         config.validate()
@@ -200,12 +231,42 @@ class JobConfig:
             raise ConfigError(f"max_attempts {self.max_attempts!r} must be a whole number from 1 to 100")
         if not 0.1 <= self.timeout <= 170:
             raise ConfigError(f"timeout {self.timeout}s must be between 0.1s and 170s (Voucherify cuts requests at 3 min)")
+        if self.limit is not None and not (isinstance(self.limit, int) and not isinstance(self.limit, bool) and self.limit >= 1):
+            raise ConfigError(f"limit {self.limit!r} must be a whole number of members, at least 1")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format {self.log_format!r} must be text or json")
+        if not 0.1 <= self.progress_interval <= 86400:
+            raise ConfigError(f"progress_interval {self.progress_interval}s must be between 0.1s and 1 day")
+        self._check_sandbox_table()
         if self.distribution is not None and not str(self.distribution).strip():
             raise ConfigError("distribution is empty: leave it out to use the campaign, or give a name")
         if self.output.suffix.lower() != ".csv":
             raise ConfigError(f"output {self.output} must end in .csv (CleverTap's upload takes CSV)")
         if self.journal_path.resolve() == self.output.resolve():
             raise ConfigError("state and output point at the same file")
+
+
+    def _check_sandbox_table(self) -> None:
+        """A ``[sandbox]`` typo is refused now, before the segment is read; its values too when it is used."""
+        from .sandbox.embedded import OPTIONS, sandbox_config
+
+        where = f"[sandbox] of {self.job_file}" if self.job_file else "[sandbox]"
+        unknown = sorted(set(self.sandbox) - set(OPTIONS) - {"_base"})
+        if unknown:
+            raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''} in {where}: {', '.join(unknown)}")
+        if self.uses_sandbox:
+            options = {key: value for key, value in self.sandbox.items() if key != "_base"}
+            sandbox_config(options, base=self.sandbox.get("_base"), where=where)
+
+
+def normalise_api_url(url: str) -> str:
+    """``https://api.voucherify.io/v1/`` → ``https://api.voucherify.io``: the client adds ``/v1`` itself."""
+    url = url.strip()
+    while url.endswith("/"):
+        url = url[:-1]
+    if url.lower().endswith("/v1"):
+        url = url[:-3].rstrip("/")
+    return url
 
 
 def publication_source_id(distribution: str, identity: str) -> str:

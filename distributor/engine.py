@@ -49,10 +49,12 @@ from .errors import (
     DistributorError,
     JournalError,
     StopRun,
+    StorageError,
 )
-from .journal import Journal, Member
+from .journal import DONE, Journal, Member
 from .retry import Action, Decision, backoff, decide
 from .loading import load_segment
+from .paths import check_destinations
 from .segment import Segment, open_segment
 from .throttle import Throttle
 from .units import format_duration
@@ -171,10 +173,12 @@ class Distribution:
         self._campaign_ref = config.campaign  # the campaign's id once known
         self._distribution = ""
         self._join_once = False
+        self._limit_reached = False
 
     # ================================================================== the run
     async def run(self) -> RunResult:
         config = self.config
+        check_destinations(config)
         segment = open_segment(config.segment, config.id_column)
         log.info("segment: %s", segment.describe())
         journal = Journal.open(config.journal_path)
@@ -184,15 +188,25 @@ class Distribution:
             self._check_journal(journal, segment)
             run_id = journal.start_run(str(config.segment))
             await self._run_watched(journal, run_id, segment)
-            result = self._finish(journal, run_id, segment)
+            result = self._finish_or_storage_error(journal, run_id, segment)
         except DistributorError as error:
             if run_id:
-                reason = getattr(error, "reason", type(error).__name__)
-                journal.finish_run(run_id, exit_code=error.exit_code, reason=reason, summary="{}")
+                _record_end(journal, run_id, error)
             raise
         finally:
             journal.close()
         return result
+
+    def _finish_or_storage_error(self, journal: Journal, run_id: int, segment: Segment) -> RunResult:
+        """:meth:`_finish`, with a file that cannot be written (disk full, read-only folder) as a resumable stop."""
+        try:
+            return self._finish(journal, run_id, segment)
+        except OSError as error:
+            raise StorageError(
+                f"cannot write the files beside {self.config.output}: {error.strerror or error}; every code is safe "
+                f"in the journal {journal.path}: free space (or make the folder writable), then run the same "
+                "command again to resume"
+            ) from None
 
     async def _run_watched(self, journal: Journal, run_id: int, segment: Segment) -> None:
         """Load and publish with a signal watcher alongside, from the first row read to the last call."""
@@ -212,6 +226,9 @@ class Distribution:
         journal.check_belongs(
             key=segment.key, distribution=config.distribution, campaign=config.campaign, segment=segment.path
         )
+        note = journal.bind_project(host=config.api_host, project=config.project_digest())
+        if note:
+            log.warning("%s", note)
         journal.set_meta(key=segment.key, property=config.property_name)
 
     def _load(self, journal: Journal, run_id: int, segment: Segment) -> None:
@@ -224,7 +241,7 @@ class Distribution:
         counts = journal.state_counts(run_id)
         self.stats.held_before = journal.held_before(run_id)
         pending = counts["pending"] + counts["sending"] + (counts["failed"] if self.config.retry_failed else 0)
-        self.stats.to_publish = pending
+        self.stats.to_publish = pending if self.config.limit is None else min(pending, self.config.limit)
         log.info(
             "members: %d valid (%d skipped); %d already hold a code, %d to publish%s",
             self.stats.members,
@@ -262,8 +279,10 @@ class Distribution:
         )
 
     def _observe(self, rate: RateLimitHeaders, status: int, sent_at: float, latency: float) -> None:
+        allowed, paused_until = self._throttle.allowed, self._throttle.paused_until
         self._throttle.observe(rate, status, sent_at)
         self._in_flight.observe(latency)
+        _log_throttle_change(self._throttle, allowed, paused_until, status, rate)
 
     # ------------------------------------------------------------------ 3. publishing
     async def _distribute(self, journal: Journal, run_id: int, client: VoucherifyClient) -> None:
@@ -331,14 +350,21 @@ class Distribution:
     async def _publish_all(self) -> None:
         """Dispatch the members without a code in segment order, as many in flight as the latency needs."""
         slots = anyio.CapacityLimiter(1)
+        room = self.config.limit  # --limit: members this run may still dispatch (None: all)
         async with anyio.create_task_group() as work:
             after = 0
             while not self._stopping.is_set():
+                if room is not None and room <= 0:
+                    self._limit_reached = True
+                    break
                 batch = self._journal.work(
-                    self._run_id, after_seq=after, limit=_WORK_BATCH, retry_failed=self.config.retry_failed
+                    self._run_id, after_seq=after, limit=_WORK_BATCH if room is None else min(room, _WORK_BATCH),
+                    retry_failed=self.config.retry_failed,
                 )
                 if not batch:
                     break
+                if room is not None:
+                    room -= len(batch)
                 for member in batch:
                     self._in_flight.rate_per_second = self._throttle.allowed / self._throttle.window
                     slots.total_tokens = self._in_flight.target
@@ -368,6 +394,9 @@ class Distribution:
             )
             if isinstance(outcome, Publication):
                 self._save_code(member, outcome)
+        except StorageError as error:
+            # the journal cannot be written: stop; the member stays `sending`, re-sent with the same source_id
+            self._request_stop(StopRun(str(error), reason="storage_failure"))
         finally:
             self.stats.in_flight -= 1
             slots.release_on_behalf_of(member)
@@ -458,8 +487,13 @@ class Distribution:
         if self._outage():
             return None
         self.stats.retries += 1
-        if decision.reason != "rate_limited":  # a 429 already paused the throttle until the server's hint
-            await self._sleep_unless_stopping(backoff(attempt, base=_BACKOFF_BASE, cap=_BACKOFF_CAP))
+        delay = 0.0 if decision.reason == "rate_limited" else backoff(attempt, base=_BACKOFF_BASE, cap=_BACKOFF_CAP)
+        log.debug(
+            "retry: %s call%s failed (%s: %s); attempt %d of %d, next in %s", kind, _row_of(member), decision.reason,
+            error, attempt, self.config.max_attempts, "the throttle's pause" if decision.reason == "rate_limited" else format_duration(delay),
+        )
+        if delay:  # a 429 already paused the throttle until the server's hint
+            await self._sleep_unless_stopping(delay)
         return _RETRY
 
     async def _look_up(self, member: Member, source_id: str) -> Publication | None:
@@ -468,6 +502,8 @@ class Distribution:
             if not await self._wait_for_turn():
                 return None
             self._log_call("lookup", member)
+            log.debug("look-up%s: the publication under source_id %s exists (duplicate_source_id or a lost answer); "
+                      "fetching its code, attempt %d", _row_of(member), source_id, attempt)
             try:
                 found = await self._api.find_publication(source_id)
             except (ApiError, TransportError) as error:
@@ -556,7 +592,8 @@ class Distribution:
             self._work_scope.deadline = min(self._work_scope.deadline, anyio.current_time() + STOP_GRACE)
 
     async def _watch_signals(self) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # SIGHUP (a closed terminal, an ssh session dropped) stops like SIGTERM: files rewritten, end recorded
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             async for received in signals:
                 name = signal.Signals(received).name
                 if not self._stopping.is_set() or self._stop is None or self._stop.reason != "interrupted":
@@ -587,6 +624,12 @@ class Distribution:
         unserved = counts["pending"] + counts["sending"] + (counts["failed"] if config.retry_failed else 0)
         if self._stop is not None:
             exit_code, reason, message = EXIT_STOPPED, self._stop.reason, str(self._stop)
+        elif unserved and self._limit_reached:
+            exit_code, reason = EXIT_STOPPED, "limit"
+            message = (
+                f"the first {config.limit} members were served, as --limit asked; {unserved} still have no code: "
+                "run the same command without --limit to serve them"
+            )
         elif unserved:
             exit_code, reason = EXIT_STOPPED, "incomplete"
             message = f"{unserved} members still have no code; run the same command again to finish"
@@ -598,10 +641,16 @@ class Distribution:
 
         # the skipped and left reports describe the latest segment read whole (this run's, unless interrupted)
         loaded = journal.latest_run(loaded=True)
-        exported = export_files(config, journal, run_id=int(loaded["id"]) if loaded else run_id, key=segment.key)
-        files = {**exported.files, "summary": config.summary_path, "journal": journal.path}
+        if self._stop is not None and self._stop.reason in _FATAL_NEXT_STEPS and not journal.state_counts()[DONE]:
+            # a fatal stop before any code was ever published: no empty CSV that looks like a hand-off
+            files: dict[str, Path] = {"summary": config.summary_path, "journal": journal.path}
+            written, new_codes = 0, 0
+        else:
+            exported = export_files(config, journal, run_id=int(loaded["id"]) if loaded else run_id, key=segment.key)
+            files = {**exported.files, "summary": config.summary_path, "journal": journal.path}
+            written, new_codes = exported.codes, exported.new_codes
         summary = self._summary(
-            journal, run_id, counts, exit_code, reason, message, files, exported.codes, new_codes=exported.new_codes
+            journal, run_id, counts, exit_code, reason, message, files, written, new_codes=new_codes
         )
         outputs.write_summary(config.summary_path, summary)
         journal.finish_run(run_id, exit_code=exit_code, reason=reason, summary=json.dumps(summary, default=str))
@@ -625,18 +674,11 @@ class Distribution:
         unserved = counts["pending"] + counts["sending"] + (counts["failed"] if config.retry_failed else 0)
         left = journal.left_segment(run_id)
         calls_per_code = stats.total_calls / stats.published if stats.published else 1.0
-        if exit_code == EXIT_OK:
-            next_step = f"upload {files['codes']} in CleverTap (a daily update: only {files['new']})"
-        elif exit_code == EXIT_MEMBER_FAILURES:
-            next_step = f"see {files['errors']}; --retry-failed tries those members again"
-        elif self._stop is not None and self._stop.resume_at:
-            next_step = f"run the same command again after {_iso(self._stop.resume_at)} to resume"
-        else:
-            next_step = "run the same command again to resume"
+        next_step = self._next_step(exit_code, reason, files)
         codes_this_run = max(1, stats.published)
         achieved = stats.achieved_per_second
         summary: dict[str, Any] = {
-            "distribution": self._distribution or journal.meta("distribution"),
+            "distribution": self._distribution or journal.meta("distribution") or config.distribution or config.campaign,
             "campaign": config.campaign,
             "campaign_id": journal.meta("campaign_id") or None,
             "segment": str(config.segment),
@@ -679,7 +721,7 @@ class Distribution:
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
                 "distributor": __version__,
-                "journal": str(journal.path),
+                "journal": os.path.abspath(journal.path),
             },
             # a daily rerun with a fresh export: who entered, who left (never touched), what to upload
             "segment_update": {
@@ -701,6 +743,66 @@ class Distribution:
             summary["rate"]["lowest_allowed_per_window"] = self._throttle.stats.lowest_allowed
             summary["rate"]["paused_for_server_seconds"] = round(self._throttle.stats.seconds_paused, 3)
         return summary
+
+
+    def _next_step(self, exit_code: int, reason: str, files: dict[str, Path]) -> str:
+        """What to do now, true to the stop reason: rerunning unchanged helps only when the cause was passing."""
+        if exit_code == EXIT_OK:
+            return f"upload {files['codes']} in CleverTap (a daily update: only {files['new']})"
+        if exit_code == EXIT_MEMBER_FAILURES:
+            return f"see {files['errors']}; --retry-failed tries those members again"
+        if reason in _FATAL_NEXT_STEPS:
+            return _FATAL_NEXT_STEPS[reason]
+        if reason == "limit":
+            return "run the same command without --limit to serve the rest"
+        if reason == "storage_failure":
+            return "free space (or make the folder writable), then run the same command again to resume"
+        if self._stop is not None and self._stop.resume_at:
+            return f"run the same command again after {_iso(self._stop.resume_at)} to resume"
+        return "run the same command again to resume"
+
+
+#: Stops that rerunning the same command cannot mend: what to change first.
+_FATAL_NEXT_STEPS = {
+    "unauthorized": "fix VOUCHERIFY_APP_ID / VOUCHERIFY_APP_TOKEN or --api-url (the region), then run again",
+    "plan_exceeded": "raise the Voucherify plan (or ask Voucherify), then run again",
+    "forbidden": "use server-side keys whose role may publish codes, then run again",
+    "unknown_campaign": "fix --campaign (its name or camp_… id), the keys' project or --api-url, then run again",
+    "refused": "fix what Voucherify refused (see message), then run again",
+    "out_of_codes": "add codes to the campaign (or make it generate them, AUTO_UPDATE), then run the same command again",
+}
+
+
+def _row_of(member: Member | None) -> str:
+    """`` of the member at row N`` for a log line (identities stay out of logs), or nothing."""
+    return f" of the member at row {member.seen_row}" if member is not None else ""
+
+
+def _log_throttle_change(
+    throttle: Throttle, allowed_before: int, paused_before: float, status: int, rate: RateLimitHeaders
+) -> None:
+    """-v: a pause the server asked for, and every change of the pace, with its reason."""
+    if throttle.paused_until > paused_before:
+        log.debug("pause: HTTP %d asks to wait; every call waits %s", status,
+                  format_duration(max(0.0, throttle.paused_until - anyio.current_time())))
+    if throttle.allowed != allowed_before:
+        if status == 429:
+            why = "a 429 answer"
+        elif throttle.allowed < allowed_before:
+            why = f"the server counts calls of other clients (X-Rate-Limit-Remaining {rate.remaining})"
+        else:
+            why = "recovering after a cut"
+        log.debug("throttle: %d → %d calls per %s window (%s)", allowed_before, throttle.allowed,
+                  format_duration(throttle.window), why)
+
+
+def _record_end(journal: Journal, run_id: int, error: DistributorError) -> None:
+    """Record how a run ended on an error, where the storage still allows it."""
+    reason = getattr(error, "reason", None) or ("storage_failure" if isinstance(error, StorageError) else type(error).__name__)
+    try:
+        journal.finish_run(run_id, exit_code=error.exit_code, reason=reason, summary="{}")
+    except StorageError:
+        log.warning("the run's end could not be recorded in the journal either; the next run resumes all the same")
 
 
 async def _alongside(body: Callable[[], Awaitable[None]], *background: Callable[[], Awaitable[None]]) -> None:

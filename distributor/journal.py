@@ -8,8 +8,12 @@ It is the source of truth of a distribution; the CSV files are views of it.  Its
   publication ``source_id``, and Voucherify hands back the code it committed the first time.
 * Every API call is logged in ``calls`` before it is sent, so a resumed run knows how much of the server's rate
   window the dead run used, and the summary can count calls per code.
-* One process at a time: :meth:`Journal.lock` takes an exclusive ``flock`` on ``<journal>.lock``, released by the
-  kernel when the process dies (kill -9 included), so an overlapping cron run refuses instead of publishing twice.
+* One process at a time: :meth:`Journal.lock` takes an exclusive ``flock`` on ``<journal>.lock`` beside the
+  journal's *real* file (symlinks and ``..`` resolved) and on the journal file itself (so a hard link is caught
+  too), released by the kernel when the process dies (kill -9 included), so an overlapping cron run refuses
+  instead of publishing twice, whatever name it reaches the journal by.
+* One Voucherify project: the journal records the API host and a digest of the app id it was made against
+  (:meth:`Journal.bind_project`), so sandbox codes never pass for real ones.
 * WAL mode with ``synchronous=NORMAL``: a process crash at any moment leaves a consistent file; a power loss can
   lose the last commits, which is harmless because re-sending a publication is idempotent.
 
@@ -28,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import JournalError, JournalLocked
+from .errors import JournalError, JournalLocked, StorageError
 
 SCHEMA_VERSION = 2
 
@@ -126,7 +130,7 @@ class Journal:
         self.path = path
         self._db = connection
         self._readonly = readonly
-        self._lock_handle: int | None = None
+        self._lock_handles: list[int] = []
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -138,11 +142,17 @@ class Journal:
             uri = f"file:{path.resolve()}?mode=ro"
             connection = _connect(uri, uri=True)
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            connection = _connect(str(path))
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                connection = _connect(str(path))
+            except (OSError, sqlite3.Error) as exc:
+                raise JournalError(f"journal {path} cannot be opened: {getattr(exc, 'strerror', None) or exc}") from None
         journal = cls(path, connection, readonly)
         try:
             journal._prepare()
+        except StorageError as exc:
+            connection.close()
+            raise JournalError(str(exc)) from None
         except sqlite3.DatabaseError as exc:
             connection.close()
             raise JournalError(f"journal {path} is not a usable SQLite journal: {exc}") from None
@@ -195,28 +205,40 @@ class Journal:
     # ------------------------------------------------------------------ one process at a time
     @property
     def lock_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".lock")
+        """``<journal>.lock`` beside the journal's real file: every name of the journal finds the same lock."""
+        real = Path(os.path.realpath(self.path))
+        return real.with_name(real.name + ".lock")
 
     def lock(self) -> None:
-        """Take the journal for this process, or raise :class:`JournalLocked` naming the holder."""
+        """Take the journal for this process, or raise :class:`JournalLocked` naming the holder.
+
+        Two locks: the lock file beside the real file (it tells ``status`` who holds it), and the journal file
+        itself, which a hard link under another name shares too.
+        """
         handle = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _try_flock(handle):
             holder = os.pread(handle, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(handle)
-            raise JournalLocked(
-                f"journal {self.path} is in use by {holder}: another run of this distribution is still going; "
-                "wait for it to end (or stop it), then run again"
-            ) from None
+            raise self._in_use(holder)
+        journal_handle = os.open(self.path, os.O_RDONLY)
+        if not _try_flock(journal_handle):
+            os.close(journal_handle)
+            os.close(handle)
+            raise self._in_use("another process (through another name of the same file)")
         os.ftruncate(handle, 0)
         os.pwrite(handle, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
-        self._lock_handle = handle
+        self._lock_handles = [handle, journal_handle]
+
+    def _in_use(self, holder: str) -> JournalLocked:
+        return JournalLocked(
+            f"journal {self.path} is in use by {holder}: another run of this distribution is still going; "
+            "wait for it to end (or stop it), then run again"
+        )
 
     def unlock(self) -> None:
-        if self._lock_handle is not None:
-            os.close(self._lock_handle)  # closing the descriptor releases the flock
-            self._lock_handle = None
+        for handle in self._lock_handles:
+            os.close(handle)  # closing the descriptor releases the flock
+        self._lock_handles = []
 
     # ------------------------------------------------------------------ meta
     def meta(self, key: str) -> str | None:
@@ -229,6 +251,37 @@ class Journal:
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 list(values.items()),
             )
+
+    def bind_project(self, *, host: str, project: str) -> str | None:
+        """Bind this journal to the Voucherify ``host`` and ``project`` (a digest of the app id) of this run.
+
+        Refuses (:class:`JournalError`) a journal bound to another host or project: its codes exist only there.
+        A journal made before journals recorded their project adopts this one; the returned note says so (else
+        ``None``).
+        """
+        known_host, known_project = self.meta("api_host"), self.meta("project")
+        if known_host is None or known_project is None:
+            adopted = self.meta("distribution") is not None or bool(self.runs())
+            self.set_meta(api_host=host, project=project)
+            if adopted:
+                return f"journal {self.path} did not record its Voucherify project: it is now bound to {host} ({project})"
+            return None
+        self.check_project(host=host, project=project)
+        return None
+
+    def check_project(self, *, host: str, project: str) -> None:
+        """Refuse (:class:`JournalError`) a run aimed at another Voucherify host or project than the journal's."""
+        known_host, known_project = self.meta("api_host"), self.meta("project")
+        if known_host is None or known_project is None or (known_host, known_project) == (host, project):
+            return
+        if known_host != host:
+            what = f"was made against {_host_name(known_host)}, but this run is aimed at {_host_name(host)}"
+        else:
+            what = f"was made with the keys of project {known_project} on {known_host}, but this run uses project {project}"
+        raise JournalError(
+            f"journal {self.path} {what}: its codes exist only there. To start afresh there, give this run a fresh "
+            "journal: another --output (or --state)"
+        )
 
     def check_belongs(self, *, key: str, distribution: str | None, campaign: str, segment: object) -> None:
         """Refuse (:class:`JournalError`) a journal written for another key kind, distribution or campaign."""
@@ -426,13 +479,28 @@ class Journal:
     # ------------------------------------------------------------------ plumbing
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
+        """One committed transaction.  A storage failure (disk full, read-only, I/O error) raises
+        :class:`StorageError`: what was committed before stays, and a rerun resumes from it."""
         try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if (exc.sqlite_errorcode & 0xFF) not in _STORAGE_FAILURES:
+                raise
+            if self._db.in_transaction:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise StorageError(
+                f"cannot write the journal {self.path}: {exc}; what it holds is safe: free space (or make the folder "
+                "writable), then run the same command again to resume"
+            ) from None
 
     # ------------------------------------------------------------------ operator tools (read-only)
     # Queries for `distributor plan`, `status` and `export`.  None of them writes to the journal, so they work on a
@@ -562,6 +630,23 @@ class Journal:
         finally:
             self._db.execute("DROP TABLE IF EXISTS temp.plan_segment")
         return counts
+
+
+#: SQLite's primary result codes of a storage failure: BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
+_STORAGE_FAILURES = frozenset({5, 6, 8, 10, 13, 14, 15})
+
+
+def _try_flock(handle: int) -> bool:
+    """An exclusive ``flock`` on ``handle`` without waiting: ``False`` while another process holds one."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _host_name(host: str) -> str:
+    return "the embedded sandbox (--api-url sandbox)" if host == "sandbox" else host
 
 
 def _connect(target: str, uri: bool = False) -> sqlite3.Connection:
