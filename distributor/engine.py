@@ -641,8 +641,8 @@ class Distribution:
 
         # the skipped and left reports describe the latest segment read whole (this run's, unless interrupted)
         loaded = journal.latest_run(loaded=True)
-        if self._stop is not None and self._stop.reason in _FATAL_NEXT_STEPS and not journal.state_counts()[DONE]:
-            # a fatal stop before any code was ever published: no empty CSV that looks like a hand-off
+        if self._stop is not None and not journal.state_counts()[DONE]:
+            # stopped before any code was ever published: no empty CSV that looks like a hand-off
             files: dict[str, Path] = {"summary": config.summary_path, "journal": journal.path}
             written, new_codes = 0, 0
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import signal
 import sqlite3
@@ -139,6 +140,33 @@ def test_a_journal_from_before_the_record_adopts_the_project_once(tmp_path: Path
     with sqlite3.connect(journal) as db:
         assert dict(db.execute("SELECT key, value FROM meta WHERE key IN ('api_host', 'project')"))["api_host"] == (
             server.url.rstrip("/"))
+
+
+def test_the_reactivation_job_s_to_run_it_for_real_comment_works_when_followed_literally(
+    tmp_path: Path, sandbox
+) -> None:
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "sample_data").mkdir()
+    (tmp_path / "sample_data" / "segment.csv").write_bytes(SAMPLE_SEGMENT.read_bytes())
+    job = tmp_path / "jobs" / "reactivation.toml"
+    shipped = REACTIVATION.read_text()
+    job.write_text(shipped)
+    assert invoke("run", str(job), "--rate-limit", "6000/min").exit_code == 0  # the rehearsal
+
+    real = sandbox()  # stands in for Voucherify: another host, real keys
+    without_sandbox = shipped.split("\n[sandbox]")[0]
+    with_real_host = without_sandbox.replace('api_url = "sandbox"', f'api_url = "{real.url}"')
+    job.write_text(with_real_host)
+    refused = invoke("run", str(job), "--rate-limit", "6000/min", env=SANDBOX_ENV)
+    assert refused.exit_code == 2 and "another --output" in one_line(refused.stderr)  # the refusal says what to do
+
+    suggested = re.search(r'point output at a new file \(e\.g\. "([^"]+)"', shipped.replace("\n# ", " "))
+    assert suggested is not None
+    job.write_text(re.sub(r'(?m)^output = ".*"$', f'output = "{suggested.group(1)}"', with_real_host))
+    result = invoke("run", str(job), "--rate-limit", "6000/min", env=SANDBOX_ENV)
+    assert result.exit_code == 0, result.output
+    codes = read_codes((job.parent / suggested.group(1)).resolve())[1]
+    assert len(codes) == 285 and {i: {c} for i, c in codes.items()} == held_codes(real)
 
 
 def test_the_readme_loopback_rehearsal_after_the_demo_publishes(tmp_path: Path, sandbox) -> None:
