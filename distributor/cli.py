@@ -103,7 +103,8 @@ def run(job_file: Path | None, **options: Any) -> None:
 
     \b
     Exit codes: 0 every valid member holds a code; 1 some members failed (see the errors CSV);
-    2 unusable input or configuration (nothing was called); 3 stopped early (run again to resume).
+    2 unusable input, configuration or paths (nothing was called); 3 stopped early: interrupted, --limit
+    reached, storage failure, doomed call (the summary's next_step says what to do).
 
     \b
     Examples:
@@ -199,8 +200,8 @@ def plan(job_file: Path | None, cycle_quota: int | None, cycle_used: int, as_jso
 
     \b
     Exit codes: 0 run would work (warnings are printed); 2 unusable input or configuration, as run;
-    3 run would certainly fail (bad keys, unknown, inactive or expired campaign, STATIC pool too small,
-    quota already spent, or a run of this distribution is in progress).
+    3 run would certainly fail (Voucherify unreachable, bad keys, unknown, inactive or expired campaign, STATIC
+    pool too small, quota already spent, or a run of this distribution is in progress).
 
     \b
     Examples:
