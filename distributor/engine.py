@@ -181,10 +181,10 @@ class Distribution:
         check_destinations(config)
         segment = open_segment(config.segment, config.id_column)
         log.info("segment: %s", segment.describe())
-        journal = Journal.open(config.journal_path)
+        # locked before SQLite opens it: a second run through another name never touches the file
+        journal = Journal.open(config.journal_path, lock=True)
         run_id = 0
         try:
-            journal.lock()
             self._check_journal(journal, segment)
             run_id = journal.start_run(str(config.segment))
             await self._run_watched(journal, run_id, segment)

@@ -134,8 +134,28 @@ class Journal:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, path: Path | str, *, readonly: bool = False) -> "Journal":
+    def open(cls, path: Path | str, *, readonly: bool = False, lock: bool = False) -> "Journal":
+        """Open (or create) the journal at ``path``.  ``lock``: take it for this process *before* SQLite opens it
+        (:class:`JournalLocked` when another process holds it): SQLite names its WAL after the path, so a second
+        writer reaching the file under another name (a hard link) must never open it while the first writes."""
         path = Path(path)
+        handles: list[int] = []
+        if lock and not readonly:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handles = _take_locks(path)
+            except OSError as exc:
+                raise JournalError(f"journal {path} cannot be opened: {exc.strerror or exc}") from None
+        try:
+            journal = cls._open(path, readonly)
+        except BaseException:
+            _release(handles)
+            raise
+        journal._lock_handles = handles
+        return journal
+
+    @classmethod
+    def _open(cls, path: Path, readonly: bool) -> "Journal":
         if readonly:
             if not path.exists():
                 raise JournalError(f"journal {path} does not exist")
@@ -210,34 +230,13 @@ class Journal:
         return real.with_name(real.name + ".lock")
 
     def lock(self) -> None:
-        """Take the journal for this process, or raise :class:`JournalLocked` naming the holder.
-
-        Two locks: the lock file beside the real file (it tells ``status`` who holds it), and the journal file
-        itself, which a hard link under another name shares too.
-        """
-        handle = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        if not _try_flock(handle):
-            holder = os.pread(handle, 200, 0).decode(errors="replace").strip() or "another process"
-            os.close(handle)
-            raise self._in_use(holder)
-        journal_handle = os.open(self.path, os.O_RDONLY)
-        if not _try_flock(journal_handle):
-            os.close(journal_handle)
-            os.close(handle)
-            raise self._in_use("another process (through another name of the same file)")
-        os.ftruncate(handle, 0)
-        os.pwrite(handle, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
-        self._lock_handles = [handle, journal_handle]
-
-    def _in_use(self, holder: str) -> JournalLocked:
-        return JournalLocked(
-            f"journal {self.path} is in use by {holder}: another run of this distribution is still going; "
-            "wait for it to end (or stop it), then run again"
-        )
+        """Take the journal for this process, or raise :class:`JournalLocked` naming the holder (see
+        :func:`_take_locks`).  Prefer ``Journal.open(path, lock=True)``, which locks before SQLite opens the file."""
+        if not self._lock_handles:
+            self._lock_handles = _take_locks(self.path)
 
     def unlock(self) -> None:
-        for handle in self._lock_handles:
-            os.close(handle)  # closing the descriptor releases the flock
+        _release(self._lock_handles)
         self._lock_handles = []
 
     # ------------------------------------------------------------------ meta
@@ -634,6 +633,44 @@ class Journal:
 
 #: SQLite's primary result codes of a storage failure: BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
 _STORAGE_FAILURES = frozenset({5, 6, 8, 10, 13, 14, 15})
+
+
+def _take_locks(path: Path) -> list[int]:
+    """Exclusive locks on the journal at ``path`` for this process, or :class:`JournalLocked` naming the holder.
+
+    Two ``flock``s: on ``<journal>.lock`` beside the journal's real file (symlinks and ``..`` resolved; it records
+    the holder for ``status`` and for the refusal), and on the journal file itself, which a hard link under
+    another name shares too.  The kernel releases both when the process ends, however it ends.
+    """
+    real = Path(os.path.realpath(path))
+    note = os.open(real.with_name(real.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    if not _try_flock(note):
+        holder = os.pread(note, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(note)
+        raise _in_use(path, holder)
+    try:
+        journal = os.open(real, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError:
+        os.close(note)
+        raise
+    if not _try_flock(journal):
+        _release([journal, note])
+        raise _in_use(path, "another process (through another name of the same file)")
+    os.ftruncate(note, 0)
+    os.pwrite(note, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+    return [note, journal]
+
+
+def _in_use(path: Path, holder: str) -> JournalLocked:
+    return JournalLocked(
+        f"journal {path} is in use by {holder}: another run of this distribution is still going; "
+        "wait for it to end (or stop it), then run again"
+    )
+
+
+def _release(handles: list[int]) -> None:
+    for handle in handles:
+        os.close(handle)  # closing the descriptor releases its flock
 
 
 def _try_flock(handle: int) -> bool:

@@ -79,6 +79,14 @@ def test_a_symlink_to_a_running_journal_is_refused(tmp_path: Path, sandbox) -> N
         _, err = second.communicate(timeout=60)
         assert second.returncode == 3, err
         assert f"is in use by pid {first.pid}" in one_line(err)
+
+        hard = tmp_path / "elsewhere" / "hard.sqlite"
+        os.link(journal, hard)
+        third = start_job(*loopback(server, segment, tmp_path / "elsewhere" / "other.csv", "--state", str(hard)))
+        _, err = third.communicate(timeout=60)
+        assert third.returncode == 3, err
+        assert "is in use by another process (through another name of the same file)" in one_line(err)
+        assert not Path(f"{hard}-wal").exists()  # SQLite never opened the file under the second name
     finally:
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=20)
