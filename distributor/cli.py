@@ -35,7 +35,7 @@ class Failure(click.ClickException):
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares it per class; ours is per failure
 
     def show(self, file: Any = None) -> None:
         click.echo(f"distributor: {self.format_message()}", err=True)

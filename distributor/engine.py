@@ -28,7 +28,7 @@ import socket
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -805,7 +805,9 @@ def _record_end(journal: Journal, run_id: int, error: DistributorError) -> None:
         log.warning("the run's end could not be recorded in the journal either; the next run resumes all the same")
 
 
-async def _alongside(body: Callable[[], Awaitable[None]], *background: Callable[[], Awaitable[None]]) -> None:
+async def _alongside(
+    body: Callable[[], Awaitable[None]], *background: Callable[[], Coroutine[Any, Any, None]]
+) -> None:
     """Run ``body`` with ``background`` tasks that are cancelled when it ends.
 
     A :class:`DistributorError` from ``body`` is raised as itself, not wrapped in an exception group, so the edge

@@ -473,7 +473,8 @@ class Journal:
         )
 
     def member(self, identity: str) -> sqlite3.Row | None:
-        return self._db.execute("SELECT * FROM members WHERE identity = ?", (identity,)).fetchone()
+        row: sqlite3.Row | None = self._db.execute("SELECT * FROM members WHERE identity = ?", (identity,)).fetchone()
+        return row
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
@@ -519,7 +520,8 @@ class Journal:
         """The newest run; ``loaded``: the newest that read its whole segment (a run interrupted or refused while
         reading may have loaded only part of it, so its segment says nothing about who left)."""
         where = "WHERE loaded_at IS NOT NULL" if loaded else ""
-        return self._db.execute(f"SELECT * FROM runs {where} ORDER BY id DESC LIMIT 1").fetchone()
+        row: sqlite3.Row | None = self._db.execute(f"SELECT * FROM runs {where} ORDER BY id DESC LIMIT 1").fetchone()
+        return row
 
     def recent_runs(self, limit: int) -> list[sqlite3.Row]:
         """The ``limit`` newest runs, newest first."""
