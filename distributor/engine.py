@@ -174,6 +174,7 @@ class Distribution:
         self._distribution = ""
         self._join_once = False
         self._limit_reached = False
+        self._allowed_logged = 0  # -v: the throttle's allowance last logged
 
     # ================================================================== the run
     async def run(self) -> RunResult:
@@ -279,10 +280,27 @@ class Distribution:
         )
 
     def _observe(self, rate: RateLimitHeaders, status: int, sent_at: float, latency: float) -> None:
-        allowed, paused_until = self._throttle.allowed, self._throttle.paused_until
+        paused_until = self._throttle.paused_until
         self._throttle.observe(rate, status, sent_at)
         self._in_flight.observe(latency)
-        _log_throttle_change(self._throttle, allowed, paused_until, status, rate)
+        if self._throttle.paused_until > paused_until:
+            log.debug("pause: HTTP %d asks to wait; every call waits %s", status,
+                      format_duration(max(0.0, self._throttle.paused_until - anyio.current_time())))
+        if status == 429:
+            self._note_throttle("a 429 answer")
+        elif self._throttle.allowed < self._allowed_logged:
+            self._note_throttle(f"the server counts calls of other clients: X-Rate-Limit-Remaining {rate.remaining}")
+        else:
+            self._note_throttle()
+
+    def _note_throttle(self, why: str | None = None) -> None:
+        """-v: log a change of the pace once, with its reason."""
+        allowed = self._throttle.allowed
+        if allowed != self._allowed_logged:
+            why = why or ("recovering after a cut" if allowed > self._allowed_logged else "slowing down")
+            log.debug("throttle: %d → %d calls per %s window (%s)", self._allowed_logged, allowed,
+                      format_duration(self._throttle.window), why)
+            self._allowed_logged = allowed
 
     # ------------------------------------------------------------------ 3. publishing
     async def _distribute(self, journal: Journal, run_id: int, client: VoucherifyClient) -> None:
@@ -290,6 +308,7 @@ class Distribution:
         self._last_success = anyio.current_time()
         # The server still counts the calls a previous (perhaps killed) run made in the current window.
         self._throttle = Throttle(config.budget, history=journal.calls_since(time.time() - 2 * config.budget.period))
+        self._allowed_logged = self._throttle.allowed
         self._in_flight = InFlightTarget(config.budget.per_second, fixed=config.concurrency, ceiling=MAX_IN_FLIGHT)
         self._journal, self._run_id, self._api = journal, run_id, client
 
@@ -488,10 +507,12 @@ class Distribution:
             return None
         self.stats.retries += 1
         delay = 0.0 if decision.reason == "rate_limited" else backoff(attempt, base=_BACKOFF_BASE, cap=_BACKOFF_CAP)
-        log.debug(
-            "retry: %s call%s failed (%s: %s); attempt %d of %d, next in %s", kind, _row_of(member), decision.reason,
-            error, attempt, self.config.max_attempts, "the throttle's pause" if decision.reason == "rate_limited" else format_duration(delay),
-        )
+        if decision.reason == "rate_limited":
+            log.debug("retry: %s call%s answered 429 (%s); not counted as an attempt, next after the throttle's pause",
+                      kind, _row_of(member), error)
+        else:
+            log.debug("retry: %s call%s failed (%s: %s); attempt %d of %d, next in %s", kind, _row_of(member),
+                      decision.reason, error, attempt, self.config.max_attempts, format_duration(delay))
         if delay:  # a 429 already paused the throttle until the server's hint
             await self._sleep_unless_stopping(delay)
         return _RETRY
@@ -574,6 +595,7 @@ class Distribution:
                 await self._throttle.acquire()
             finally:
                 self._waiting.discard(scope)
+        self._note_throttle()
         return not scope.cancelled_caught and not self._stopping.is_set()
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
@@ -776,24 +798,6 @@ _FATAL_NEXT_STEPS = {
 def _row_of(member: Member | None) -> str:
     """`` of the member at row N`` for a log line (identities stay out of logs), or nothing."""
     return f" of the member at row {member.seen_row}" if member is not None else ""
-
-
-def _log_throttle_change(
-    throttle: Throttle, allowed_before: int, paused_before: float, status: int, rate: RateLimitHeaders
-) -> None:
-    """-v: a pause the server asked for, and every change of the pace, with its reason."""
-    if throttle.paused_until > paused_before:
-        log.debug("pause: HTTP %d asks to wait; every call waits %s", status,
-                  format_duration(max(0.0, throttle.paused_until - anyio.current_time())))
-    if throttle.allowed != allowed_before:
-        if status == 429:
-            why = "a 429 answer"
-        elif throttle.allowed < allowed_before:
-            why = f"the server counts calls of other clients (X-Rate-Limit-Remaining {rate.remaining})"
-        else:
-            why = "recovering after a cut"
-        log.debug("throttle: %d → %d calls per %s window (%s)", allowed_before, throttle.allowed,
-                  format_duration(throttle.window), why)
 
 
 def _record_end(journal: Journal, run_id: int, error: DistributorError) -> None:

@@ -34,6 +34,7 @@ from conftest import (
 )
 
 from distributor.cli import main
+from distributor.units import Rate
 
 REACTIVATION = PROJECT / "jobs" / "reactivation.toml"
 
@@ -382,17 +383,28 @@ def test_limit_serves_the_first_members_then_the_same_command_without_it_the_res
 def test_verbose_logs_every_retry_with_its_reason_and_json_logs_are_one_object_per_line(
     tmp_path: Path, sandbox
 ) -> None:
-    server = sandbox(error_rate=0.3, seed=3)
-    segment = write_segment(tmp_path / "s.csv", ids(40))
+    server = sandbox(error_rate=0.3, lost_answer_rate=0.2, strict_source_id=True, seed=3)
+    segment = write_segment(tmp_path / "s.csv", ids(20))
     quiet = run_process("run", *loopback(server, segment, tmp_path / "a.csv"))
     assert quiet.returncode == 0 and "retry:" not in quiet.stderr
     verbose = run_process("run", *loopback(server, segment, tmp_path / "b.csv", "-v", "--log-format", "json"))
     assert verbose.returncode == 0, verbose.stderr
     entries = [json.loads(line) for line in verbose.stderr.splitlines()]
     retries = [e for e in entries if e["msg"].startswith("retry:")]
-    assert retries and all("server_error" in e["msg"] and e["level"] == "debug" for e in retries)
+    assert any("server_error" in e["msg"] for e in retries) and all(e["level"] == "debug" for e in retries)
+    assert any(e["msg"].startswith("look-up of the member at row") for e in entries)
     assert all(e["ts"].endswith("Z") and "T" in e["ts"] for e in entries)
     assert SANDBOX_ENV["VOUCHERIFY_APP_TOKEN"] not in verbose.stderr
+
+
+def test_verbose_logs_the_server_s_pause_and_every_throttle_change(tmp_path: Path, sandbox) -> None:
+    server = sandbox(rate_limit=Rate(20, 2.0))  # the plan is half the budget the job was given: 429s
+    segment = write_segment(tmp_path / "s.csv", ids(30))
+    result = run_process("run", *loopback(server, segment, tmp_path / "c.csv", "--rate-limit", "40/2s", "-v"))
+    assert result.returncode == 0, result.stderr
+    assert "DEBUG pause: HTTP 429 asks to wait; every call waits" in result.stderr
+    assert "DEBUG throttle: 40 → 20 calls per 2.1s window (a 429 answer)" in result.stderr
+    assert "(recovering after a cut)" in result.stderr
 
 
 @pytest.mark.slow
