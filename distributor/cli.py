@@ -158,7 +158,10 @@ def sandbox(port: int, host: str, arrivals: Path | None, **options: Any) -> None
     Example (two terminals):
         distributor sandbox --port 8080 --rate-limit 100/min --latency 150ms --latency-p99 1s --error-rate 0.03
         VOUCHERIFY_APP_ID=sandbox-app-id VOUCHERIFY_APP_TOKEN=sandbox-app-token \\
-            distributor run jobs/demo.toml --api-url http://127.0.0.1:8080 --rate-limit 100/min
+            distributor run jobs/demo.toml --api-url http://127.0.0.1:8080 --rate-limit 100/min \\
+            --output demo-output/loopback/reactivation-codes.csv
+
+    A journal belongs to one host: a rehearsal on loopback needs its own --output (or --state).
     """
     from .sandbox import serve
     from .sandbox.embedded import sandbox_config
