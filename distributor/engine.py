@@ -766,7 +766,6 @@ class Distribution:
             summary["rate"]["paused_for_server_seconds"] = round(self._throttle.stats.seconds_paused, 3)
         return summary
 
-
     def _next_step(self, exit_code: int, reason: str, files: dict[str, Path]) -> str:
         """What to do now, true to the stop reason: rerunning unchanged helps only when the cause was passing."""
         if exit_code == EXIT_OK:
