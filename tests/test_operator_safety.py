@@ -1,9 +1,10 @@
 """An operator's mistakes and accidents: the journal's lock and project, unusable paths, storage failures,
 truthful advice, a first test batch, logs and signals, Parquet as an optional extra.
 
-Tests run as root, and permission bits do not stop root: an unusable folder is one whose parent is a *file*, and a
-full disk is a real file-size limit (``RLIMIT_FSIZE``) on a real run process, which makes every write beyond it
-fail with ``EFBIG`` exactly as a full disk fails with ``ENOSPC``.
+Tests run as root, and permission bits do not stop root: an unusable folder is one whose parent is a *file*, a
+read-only folder is one with the immutable attribute (``chattr +i``, which stops root too; skipped where the
+filesystem lacks it), and a full disk is a real file-size limit (``RLIMIT_FSIZE``) on a real run process, which
+makes every write beyond it fail with ``EFBIG`` exactly as a full disk fails with ``ENOSPC``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -275,6 +277,54 @@ def test_without_output_the_files_go_beside_the_job_file_not_the_working_directo
 
 
 # ------------------------------------------------------------------------------------------ 10.4 storage
+@contextmanager
+def read_only_folder(folder: Path):
+    """``folder`` made read-only even for root: the immutable attribute (no entry can be created or renamed in
+    it; files already open can still be written).  Skips where the filesystem or the container refuses it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(["chattr", "+i", str(folder)], check=False, capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def test_a_read_only_output_folder_exits_2_before_the_segment_is_read(tmp_path: Path, sandbox) -> None:
+    server = sandbox()
+    with read_only_folder(tmp_path / "out"):
+        result = invoke("run", *loopback(server, tmp_path / "missing.csv", tmp_path / "out" / "codes.csv"),
+                        env=SANDBOX_ENV)
+    assert result.exit_code == 2
+    assert f"output folder {tmp_path / 'out'} is not writable" in one_line(result.stderr)
+    assert server.sandbox.arrivals == []
+
+
+@pytest.mark.slow
+def test_a_folder_made_read_only_mid_run_stops_with_exit_3_and_records_the_end(tmp_path: Path, sandbox) -> None:
+    server = sandbox(latency_median=0.1)
+    members = ids(200)
+    segment = write_segment(tmp_path / "s.csv", members)
+    output = tmp_path / "out" / "codes.csv"
+    journal = tmp_path / "out" / "codes.journal.sqlite"
+    args = loopback(server, segment, output, "--rate-limit", "40/s")
+    process = start_job(*args)
+    wait_for(lambda: codes_saved(journal) >= 5)
+    with read_only_folder(tmp_path / "out"):
+        process.send_signal(signal.SIGTERM)  # the run then rewrites its files: it cannot
+        _, err = process.communicate(timeout=20)
+        assert process.returncode == 3, err
+        assert f"cannot write the files beside {output}" in one_line(err)
+        with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
+            ended, reason = db.execute("SELECT ended_at, reason FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        assert ended is not None and reason == "storage_failure"
+
+    resumed = run_process("run", *args)
+    assert resumed.returncode == 0, resumed.stderr
+    held = held_codes(server)
+    assert set(held) == set(members) and {i: {c} for i, c in read_codes(output)[1].items()} == held
+
+
 def _run_with_file_size_limit(args: list[str], limit_bytes: int) -> subprocess.CompletedProcess[str]:
     def limit() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write beyond the limit fails (EFBIG), like a full disk
