@@ -188,10 +188,12 @@ class JobConfig:
             data["state"] = Path(data["state"])
         else:
             data["state"] = None
-        if "timeout" in data:
-            data["timeout"] = parse_duration(data["timeout"])
-        if "progress_interval" in data:
-            data["progress_interval"] = parse_duration(data["progress_interval"])
+        for name in ("timeout", "progress_interval"):
+            if name in data:
+                try:
+                    data[name] = parse_duration(data[name])
+                except ConfigError as error:
+                    raise ConfigError(f"{name}: {error}") from None
         if isinstance(data.get("api_url"), str):
             data["api_url"] = normalise_api_url(data["api_url"])
         config = cls(**data, job_file=job_file)
