@@ -134,7 +134,7 @@ class Journal:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, path: Path | str, *, readonly: bool = False, lock: bool = False) -> "Journal":
+    def open(cls, path: Path | str, *, readonly: bool = False, lock: bool = False) -> Journal:
         """Open (or create) the journal at ``path``.  ``lock``: take it for this process *before* SQLite opens it
         (:class:`JournalLocked` when another process holds it): SQLite names its WAL after the path, so a second
         writer reaching the file under another name (a hard link) must never open it while the first writes."""
@@ -155,7 +155,7 @@ class Journal:
         return journal
 
     @classmethod
-    def _open(cls, path: Path, readonly: bool) -> "Journal":
+    def _open(cls, path: Path, readonly: bool) -> Journal:
         if readonly:
             if not path.exists():
                 raise JournalError(f"journal {path} does not exist")
