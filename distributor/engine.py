@@ -284,8 +284,9 @@ class Distribution:
         self._throttle.observe(rate, status, sent_at)
         self._in_flight.observe(latency)
         if self._throttle.paused_until > paused_until:
-            log.debug("pause: HTTP %d asks to wait; every call waits %s", status,
-                      format_duration(max(0.0, self._throttle.paused_until - anyio.current_time())))
+            seconds = max(0.0, self._throttle.paused_until - anyio.current_time())
+            log.debug("pause: HTTP %d asks to wait; every call waits %s", status, format_duration(seconds),
+                      extra={"event": "pause", "status": status, "seconds": round(seconds, 3)})
         if status == 429:
             self._note_throttle("a 429 answer")
         elif self._throttle.allowed < self._allowed_logged:
@@ -299,7 +300,8 @@ class Distribution:
         if allowed != self._allowed_logged:
             why = why or ("recovering after a cut" if allowed > self._allowed_logged else "slowing down")
             log.debug("throttle: %d → %d calls per %s window (%s)", self._allowed_logged, allowed,
-                      format_duration(self._throttle.window), why)
+                      format_duration(self._throttle.window), why,
+                      extra={"event": "throttle", "allowed": allowed, "window_seconds": self._throttle.window})
             self._allowed_logged = allowed
 
     # ------------------------------------------------------------------ 3. publishing
@@ -507,12 +509,14 @@ class Distribution:
             return None
         self.stats.retries += 1
         delay = 0.0 if decision.reason == "rate_limited" else backoff(attempt, base=_BACKOFF_BASE, cap=_BACKOFF_CAP)
+        fields = {"event": "retry", "kind": kind, "row": member.seen_row if member else None,
+                  "reason": decision.reason, "attempt": attempt, "delay_seconds": round(delay, 3)}
         if decision.reason == "rate_limited":
             log.debug("retry: %s call%s answered 429 (%s); not counted as an attempt, next after the throttle's pause",
-                      kind, _row_of(member), error)
+                      kind, _row_of(member), error, extra=fields)
         else:
             log.debug("retry: %s call%s failed (%s: %s); attempt %d of %d, next in %s", kind, _row_of(member),
-                      decision.reason, error, attempt, self.config.max_attempts, format_duration(delay))
+                      decision.reason, error, attempt, self.config.max_attempts, format_duration(delay), extra=fields)
         if delay:  # a 429 already paused the throttle until the server's hint
             await self._sleep_unless_stopping(delay)
         return _RETRY
@@ -524,7 +528,8 @@ class Distribution:
                 return None
             self._log_call("lookup", member)
             log.debug("look-up%s: the publication under source_id %s exists (duplicate_source_id or a lost answer); "
-                      "fetching its code, attempt %d", _row_of(member), source_id, attempt)
+                      "fetching its code, attempt %d", _row_of(member), source_id, attempt,
+                      extra={"event": "lookup", "row": member.seen_row, "source_id": source_id, "attempt": attempt})
             try:
                 found = await self._api.find_publication(source_id)
             except (ApiError, TransportError) as error:

@@ -442,6 +442,7 @@ def test_verbose_logs_every_retry_with_its_reason_and_json_logs_are_one_object_p
     entries = [json.loads(line) for line in verbose.stderr.splitlines()]
     retries = [e for e in entries if e["msg"].startswith("retry:")]
     assert any("server_error" in e["msg"] for e in retries) and all(e["level"] == "debug" for e in retries)
+    assert all(e["event"] == "retry" and isinstance(e["row"], int) and e["reason"] for e in retries)
     assert any(e["msg"].startswith("look-up of the member at row") for e in entries)
     assert all(e["ts"].endswith("Z") and "T" in e["ts"] for e in entries)
     assert SANDBOX_ENV["VOUCHERIFY_APP_TOKEN"] not in verbose.stderr
