@@ -36,7 +36,7 @@ class Failure(click.ClickException):
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares it per class; ours is per failure
 
     def show(self, file: Any = None) -> None:
         click.echo(f"distributor: {self.format_message()}", err=True)
@@ -67,7 +67,10 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--timeout", help="Deadline of one whole call, answer included (default 30s)."),
         click.option("--max-pause", help="Longest pause a 429 may ask for; longer stops the run, exit 3 (default 15min)."),
         click.option("--max-attempts", type=int, help="Attempts per member in one run on transient failures (default 8); a member is failed only by a refusal."),
-        click.option("-v", "--verbose", is_flag=True, default=None, help="Log every decision, not just progress."),
+        click.option("--limit", type=click.IntRange(min=1), help="Publish to at most N members (in segment order), then stop: a first test batch."),
+        click.option("-v", "--verbose", is_flag=True, default=None, help="Log every retry, look-up, pause and throttle change, with its reason."),
+        click.option("--log-format", type=click.Choice(["text", "json"]), help="text (default), or json: one JSON object per line for log shippers."),
+        click.option("--progress-interval", help="Time between progress lines when stderr is not a terminal (default 30s)."),
         click.option("--deliver-to", type=click.Choice(["members", "leavers"]), help="Who gets a code: every member of the segment (default), or each member who left it since the previous complete run."),
     ]
     for option in reversed(options):
@@ -118,23 +121,10 @@ def _load_config(job_file: Path | None, options: dict[str, Any]) -> JobConfig:
         raise Failure(str(error), error.exit_code) from None
 
 
-def _setup_logging(verbose: bool, console: Any = None) -> None:
-    level = logging.DEBUG if verbose else logging.INFO
-    root = logging.getLogger("distributor")
-    root.handlers.clear()
-    if console is not None:
-        from rich.logging import RichHandler
+def _setup_logging(config: JobConfig, console: Any = None) -> None:
+    from .logs import setup_logging
 
-        handler: logging.Handler = RichHandler(console=console, show_path=False, markup=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    root.addHandler(handler)
-    root.setLevel(level)
-    root.propagate = False
-    # httpx logs one INFO line per request: far too much at thousands of calls
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    setup_logging(config.verbose, config.log_format, console)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -159,7 +149,8 @@ def run(job_file: Path | None, **options: Any) -> None:
 
     \b
     Exit codes: 0 every valid member holds a code; 1 some members failed (see the errors CSV);
-    2 unusable input or configuration (nothing was called); 3 stopped early (run again to resume).
+    2 unusable input, configuration or paths (nothing was called); 3 stopped early: interrupted, --limit
+    reached, storage failure, doomed call (the summary's next_step says what to do).
 
     \b
     Examples:
@@ -172,12 +163,12 @@ def run(job_file: Path | None, **options: Any) -> None:
     from .progress import LogProgress, TerminalProgress
 
     config = _load_config(job_file, options)
-    if sys.stderr.isatty():
+    if sys.stderr.isatty() and config.log_format == "text":
         reporter: Any = TerminalProgress(sys.stderr)
-        _setup_logging(config.verbose, reporter.console)
+        _setup_logging(config, reporter.console)
     else:
-        reporter = LogProgress()
-        _setup_logging(config.verbose)
+        reporter = LogProgress(config.progress_interval)
+        _setup_logging(config)
     try:
         result = run_distribution(config, reporter=reporter, handle_signals=True)
     except DistributorError as error:
@@ -213,7 +204,10 @@ def sandbox(port: int, host: str, arrivals: Path | None, **options: Any) -> None
     Example (two terminals):
         distributor sandbox --port 8080 --rate-limit 100/min --latency 150ms --latency-p99 1s --error-rate 0.03
         VOUCHERIFY_APP_ID=sandbox-app-id VOUCHERIFY_APP_TOKEN=sandbox-app-token \\
-            distributor run jobs/demo.toml --api-url http://127.0.0.1:8080 --rate-limit 100/min
+            distributor run jobs/demo.toml --api-url http://127.0.0.1:8080 --rate-limit 100/min \\
+            --output demo-output/loopback/reactivation-codes.csv
+
+    A journal belongs to one host: a rehearsal on loopback needs its own --output (or --state).
     """
     from .sandbox import serve
     from .sandbox.embedded import sandbox_config
@@ -255,8 +249,8 @@ def plan(job_file: Path | None, cycle_quota: int | None, cycle_used: int, as_jso
 
     \b
     Exit codes: 0 run would work (warnings are printed); 2 unusable input or configuration, as run;
-    3 run would certainly fail (bad keys, unknown, inactive or expired campaign, STATIC pool too small,
-    quota already spent, or a run of this distribution is in progress).
+    3 run would certainly fail (Voucherify unreachable, bad keys, unknown, inactive or expired campaign, STATIC
+    pool too small, quota already spent, or a run of this distribution is in progress).
 
     \b
     Examples:
@@ -267,7 +261,7 @@ def plan(job_file: Path | None, cycle_quota: int | None, cycle_used: int, as_jso
     from .planning import make_plan
 
     config = _load_config(job_file, options)
-    _setup_logging(config.verbose)
+    _setup_logging(config)
     try:
         result = make_plan(config, cycle_quota=cycle_quota, cycle_used=cycle_used)
     except DistributorError as error:
@@ -677,7 +671,8 @@ def render_summary(summary: dict[str, Any]) -> str:
         f"  rate          {rate_line}",
         f"  calls         {calls['total']}: {per_code}, {calls['retries']} retries, "
         f"{calls['rate_limited_429']} × 429, {calls['by_kind'].get('lookup', 0)} look-ups",
-        f"  output        {summary['files']['codes']} ({members['codes_in_output']} codes)",
+        f"  output        {summary['files']['codes']} ({members['codes_in_output']} codes)"
+        if "codes" in summary["files"] else "  output        none written: no code was ever published",
     ]
     if members["failed"]:
         lines.append(f"  errors        {summary['files']['errors']}")

@@ -113,7 +113,13 @@ class JobConfig:
     #: Who gets a code: every member of the segment (``members``), or each member who left it since the previous
     #: complete run (``leavers``: the segment is watched, its members are not served).
     deliver_to: str = MEMBERS
+    #: Publish to at most this many members (in segment order), then stop resumably: a first test batch.
+    limit: int | None = None
     verbose: bool = False
+    #: ``text`` (the default) or ``json``: one JSON object per line, for log shippers.
+    log_format: str = "text"
+    #: Seconds between progress lines when stderr is not a terminal (cron, a pipe).
+    progress_interval: float = 30.0
     credentials: Credentials | None = field(default=None, repr=True)
     #: The ``[sandbox]`` table of the job file, used when ``api_url`` is ``sandbox``.
     sandbox: Mapping[str, Any] = field(default_factory=dict)
@@ -123,6 +129,25 @@ class JobConfig:
     @property
     def uses_sandbox(self) -> bool:
         return self.api_url == SANDBOX
+
+    @property
+    def api_host(self) -> str:
+        """The Voucherify host a journal is bound to: ``scheme://host[:port]``, or ``sandbox`` (the embedded one)."""
+        if self.uses_sandbox:
+            return SANDBOX
+        parts = urlsplit(self.api_url)
+        return f"{parts.scheme}://{parts.netloc}".lower()
+
+    def project_digest(self) -> str:
+        """A digest of the app id this job runs with (the embedded sandbox's own for ``sandbox``): it names the
+        Voucherify project in the journal without writing the app id, and never involves the token."""
+        if self.uses_sandbox:
+            from .sandbox.world import DEMO_APP_ID
+
+            app_id = DEMO_APP_ID
+        else:
+            app_id = self.credentials.app_id if self.credentials is not None else ""
+        return "sha256:" + hashlib.sha256(app_id.encode()).hexdigest()[:16]
 
     @property
     def journal_path(self) -> Path:
@@ -191,16 +216,23 @@ class JobConfig:
         if not data["campaign"]:
             raise ConfigError("campaign is empty: give the campaign's name or its camp_... id")
         if data.get("output") in (None, ""):
+            # beside the job file, never in the caller's working directory ($HOME under cron)
             slug = slugify(data.get("distribution") or data["campaign"])
-            data["output"] = Path(f"{slug}-codes.csv")
+            folder = job_file.resolve().parent if job_file is not None else Path()
+            data["output"] = folder / f"{slug}-codes.csv"
         data["output"] = Path(data["output"])
         if data.get("state") not in (None, ""):
             data["state"] = Path(data["state"])
         else:
             data["state"] = None
-        for duration in ("timeout", "max_pause"):
-            if duration in data:
-                data[duration] = parse_duration(data[duration])
+        for name in ("timeout", "max_pause", "progress_interval"):
+            if name in data:
+                try:
+                    data[name] = parse_duration(data[name])
+                except ConfigError as error:
+                    raise ConfigError(f"{name}: {error}") from None
+        if isinstance(data.get("api_url"), str):
+            data["api_url"] = normalise_api_url(data["api_url"])
         config = cls(**data, job_file=job_file)
         config = replace(config, credentials=config._credentials_from(env))
         config.validate()
@@ -240,6 +272,13 @@ class JobConfig:
             raise ConfigError(f"timeout {self.timeout}s must be between 0.1s and 170s (Voucherify cuts requests at 3 min)")
         if not 1.0 <= self.max_pause <= 7 * 86400:
             raise ConfigError(f"max_pause {self.max_pause:g}s must be between 1s and 7 days (e.g. 15min)")
+        if self.limit is not None and not (isinstance(self.limit, int) and not isinstance(self.limit, bool) and self.limit >= 1):
+            raise ConfigError(f"limit {self.limit!r} must be a whole number of members, at least 1")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format {self.log_format!r} must be text or json")
+        if not 0.1 <= self.progress_interval <= 86400:
+            raise ConfigError(f"progress_interval {self.progress_interval}s must be between 0.1s and 1 day")
+        self._check_sandbox_table()
         if self.distribution is not None and not str(self.distribution).strip():
             raise ConfigError("distribution is empty: leave it out to use the campaign, or give a name")
         if self.deliver_to not in DELIVERIES:
@@ -248,6 +287,28 @@ class JobConfig:
             raise ConfigError(f"output {self.output} must end in .csv (CleverTap's upload takes CSV)")
         if self.journal_path.resolve() == self.output.resolve():
             raise ConfigError("state and output point at the same file")
+
+    def _check_sandbox_table(self) -> None:
+        """A ``[sandbox]`` typo is refused now, before the segment is read; its values too when it is used."""
+        from .sandbox.embedded import OPTIONS, sandbox_config
+
+        where = f"[sandbox] of {self.job_file}" if self.job_file else "[sandbox]"
+        unknown = sorted(set(self.sandbox) - set(OPTIONS) - {"_base"})
+        if unknown:
+            raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''} in {where}: {', '.join(unknown)}")
+        if self.uses_sandbox:
+            options = {key: value for key, value in self.sandbox.items() if key != "_base"}
+            sandbox_config(options, base=self.sandbox.get("_base"), where=where)
+
+
+def normalise_api_url(url: str) -> str:
+    """``https://api.voucherify.io/v1/`` → ``https://api.voucherify.io``: the client adds ``/v1`` itself."""
+    url = url.strip()
+    while url.endswith("/"):
+        url = url[:-1]
+    if url.lower().endswith("/v1"):
+        url = url[:-3].rstrip("/")
+    return url
 
 
 def publication_source_id(distribution: str, campaign: str, identity: str) -> str:
@@ -266,7 +327,7 @@ def publication_source_id(distribution: str, campaign: str, identity: str) -> st
 
 
 def publication_source_id_v1(distribution: str, identity: str) -> str:
-    """The key of journals before schema 3 (distribution and customer only): kept for their members' calls."""
+    """The key of journals before schema 5 (distribution and customer only): kept for their members' calls."""
     digest = hashlib.sha256(distribution.encode() + b"\x00" + identity.encode()).hexdigest()[:32]
     return f"{slugify(distribution)[:40]}-{digest}"
 

@@ -28,7 +28,7 @@ import socket
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -51,10 +51,12 @@ from .errors import (
     DistributorError,
     JournalError,
     StopRun,
+    StorageError,
 )
-from .journal import Journal, Member
+from .journal import DONE, Journal, Member
 from .retry import Action, Decision, backoff, decide
 from .loading import load_segment
+from .paths import check_destinations
 from .segment import Segment, open_segment
 from .throttle import Throttle
 from .units import format_duration
@@ -192,30 +194,43 @@ class Distribution:
         self._join_once = False
         #: deliver_to=leavers: the run whose segment was the watch list when this run read its own (0: none)
         self._watch_baseline = 0
+        self._limit_reached = False
+        self._allowed_logged = 0  # -v: the throttle's allowance last logged
 
     # ================================================================== the run
     async def run(self) -> RunResult:
         config = self.config
+        check_destinations(config)
         segment = open_segment(config.segment, config.id_column)
         log.info("segment: %s", segment.describe())
-        journal = Journal.open(config.journal_path)
+        # locked before SQLite opens it: a second run through another name never touches the file
+        journal = Journal.open(config.journal_path, lock=True)
         run_id = 0
         try:
-            journal.lock()
             self._check_journal(journal, segment)
             run_id = journal.start_run(segment.name)  # what was read: every part, globs and folders expanded
             self._begin_files(journal, run_id)
             await self._run_watched(journal, run_id, segment)
-            result = self._finish(journal, run_id, segment)
+            result = self._finish_or_storage_error(journal, run_id, segment)
         except DistributorError as error:
             if run_id:
-                reason = getattr(error, "reason", type(error).__name__)
-                journal.finish_run(run_id, exit_code=error.exit_code, reason=reason, summary="{}")
-                self._write_refused_summary(journal, run_id, error, reason)
+                _record_end(journal, run_id, error)
+                self._write_refused_summary(journal, run_id, error, _end_reason(error))
             raise
         finally:
             journal.close()
         return result
+
+    def _finish_or_storage_error(self, journal: Journal, run_id: int, segment: Segment) -> RunResult:
+        """:meth:`_finish`, with a file that cannot be written (disk full, read-only folder) as a resumable stop."""
+        try:
+            return self._finish(journal, run_id, segment)
+        except OSError as error:
+            raise StorageError(
+                f"cannot write the files beside {self.config.output}: {error.strerror or error}; every code is safe "
+                f"in the journal {journal.path}: free space (or make the folder writable), then run the same "
+                "command again to resume"
+            ) from None
 
     async def _run_watched(self, journal: Journal, run_id: int, segment: Segment) -> None:
         """Load and publish with a signal watcher alongside, from the first row read to the last call."""
@@ -236,6 +251,9 @@ class Distribution:
             key=segment.key, distribution=config.distribution, campaign=config.campaign, segment=segment.name
         )
         journal.check_delivery(config.deliver_to)
+        note = journal.bind_project(host=config.api_host, project=config.project_digest())
+        if note:
+            log.warning("%s", note)
         journal.set_meta(key=segment.key, property=config.property_name, deliver_to=config.deliver_to)
 
     def _load(self, journal: Journal, run_id: int, segment: Segment) -> None:
@@ -251,7 +269,7 @@ class Distribution:
         counts = self._recipients(journal, run_id)
         self.stats.held_before = journal.held_before(run_id)
         pending = counts["pending"] + counts["sending"] + (counts["failed"] if self.config.retry_failed else 0)
-        self.stats.to_publish = pending
+        self.stats.to_publish = pending if self.config.limit is None else min(pending, self.config.limit)
         if self.config.delivers_to_leavers:
             log.info(
                 "members: %d valid (%d skipped), watched; %d left since the previous complete run; %d leavers to "
@@ -300,8 +318,29 @@ class Distribution:
         )
 
     def _observe(self, rate: RateLimitHeaders, status: int, sent_at: float, latency: float) -> None:
+        paused_until = self._throttle.paused_until
         self._throttle.observe(rate, status, sent_at)
         self._in_flight.observe(latency)
+        if self._throttle.paused_until > paused_until:
+            seconds = max(0.0, self._throttle.paused_until - anyio.current_time())
+            log.debug("pause: HTTP %d asks to wait; every call waits %s", status, format_duration(seconds),
+                      extra={"event": "pause", "status": status, "seconds": round(seconds, 3)})
+        if status == 429:
+            self._note_throttle("a 429 answer")
+        elif self._throttle.allowed < self._allowed_logged:
+            self._note_throttle(f"the server counts calls of other clients: X-Rate-Limit-Remaining {rate.remaining}")
+        else:
+            self._note_throttle()
+
+    def _note_throttle(self, why: str | None = None) -> None:
+        """-v: log a change of the pace once, with its reason."""
+        allowed = self._throttle.allowed
+        if allowed != self._allowed_logged:
+            why = why or ("recovering after a cut" if allowed > self._allowed_logged else "slowing down")
+            log.debug("throttle: %d → %d calls per %s window (%s)", self._allowed_logged, allowed,
+                      format_duration(self._throttle.window), why,
+                      extra={"event": "throttle", "allowed": allowed, "window_seconds": self._throttle.window})
+            self._allowed_logged = allowed
 
     # ------------------------------------------------------------------ 3. publishing
     async def _distribute(self, journal: Journal, run_id: int, client: VoucherifyClient) -> None:
@@ -313,6 +352,7 @@ class Distribution:
             history=journal.calls_since(time.time() - 2 * config.budget.period),
             max_pause=config.max_pause,
         )
+        self._allowed_logged = self._throttle.allowed
         self._in_flight = InFlightTarget(config.budget.per_second, fixed=config.concurrency, ceiling=MAX_IN_FLIGHT)
         self._journal, self._run_id, self._api = journal, run_id, client
 
@@ -392,19 +432,24 @@ class Distribution:
     async def _publish_all(self) -> None:
         """Dispatch the members without a code in segment order, as many in flight as the latency needs."""
         slots = anyio.CapacityLimiter(1)
+        room = self.config.limit  # --limit: members this run may still dispatch (None: all)
         async with anyio.create_task_group() as work:
             after = 0
             while not self._stopping.is_set():
+                if room is not None and room <= 0:
+                    self._limit_reached = True
+                    break
+                size = _WORK_BATCH if room is None else min(room, _WORK_BATCH)
                 if self.config.delivers_to_leavers:
-                    batch = self._journal.leaver_work(
-                        after_id=after, limit=_WORK_BATCH, retry_failed=self.config.retry_failed
-                    )
+                    batch = self._journal.leaver_work(after_id=after, limit=size, retry_failed=self.config.retry_failed)
                 else:
                     batch = self._journal.work(
-                        self._run_id, after_seq=after, limit=_WORK_BATCH, retry_failed=self.config.retry_failed
+                        self._run_id, after_seq=after, limit=size, retry_failed=self.config.retry_failed
                     )
                 if not batch:
                     break
+                if room is not None:
+                    room -= len(batch)
                 for member in batch:
                     self._in_flight.rate_per_second = self._throttle.allowed / self._throttle.window
                     slots.total_tokens = self._in_flight.target
@@ -435,6 +480,9 @@ class Distribution:
             )
             if isinstance(outcome, Publication):
                 self._save_code(member, outcome)
+        except StorageError as error:
+            # the journal cannot be written: stop; the member stays `sending`, re-sent with the same source_id
+            self._request_stop(StopRun(str(error), reason="storage_failure"))
         finally:
             self.stats.in_flight -= 1
             slots.release_on_behalf_of(member)
@@ -573,8 +621,17 @@ class Distribution:
         if self._outage():
             return None
         self.stats.retries += 1
-        if decision.reason != "rate_limited":  # a 429 already paused the throttle until the server's hint
-            await self._sleep_unless_stopping(backoff(min(attempt, 32), base=_BACKOFF_BASE, cap=_BACKOFF_CAP))
+        delay = 0.0 if decision.reason == "rate_limited" else backoff(min(attempt, 32), base=_BACKOFF_BASE, cap=_BACKOFF_CAP)
+        fields = {"event": "retry", "kind": kind, "row": member.seen_row if member else None,
+                  "reason": decision.reason, "attempt": attempt, "delay_seconds": round(delay, 3)}
+        if decision.reason == "rate_limited":
+            log.debug("retry: %s call%s answered 429 (%s); not counted as an attempt, next after the throttle's pause",
+                      kind, _row_of(member), error, extra=fields)
+        else:
+            log.debug("retry: %s call%s failed (%s: %s); attempt %d of %d, next in %s", kind, _row_of(member),
+                      decision.reason, error, attempt, self.config.max_attempts, format_duration(delay), extra=fields)
+        if delay:  # a 429 already paused the throttle until the server's hint
+            await self._sleep_unless_stopping(delay)
         return _RETRY
 
     async def _look_up(self, member: Member, source_id: str) -> Publication | None:
@@ -583,6 +640,9 @@ class Distribution:
             if not await self._wait_for_turn():
                 return None
             call_id = self._log_call("lookup", member, source_id=source_id)
+            log.debug("look-up%s: the publication under source_id %s exists (duplicate_source_id or a lost answer); "
+                      "fetching its code, attempt %d", _row_of(member), source_id, attempt,
+                      extra={"event": "lookup", "row": member.seen_row, "source_id": source_id, "attempt": attempt})
             try:
                 found = await self._api.find_publication(source_id)
             except (ApiError, TransportError) as error:
@@ -673,6 +733,7 @@ class Distribution:
                 await self._throttle.acquire()
             finally:
                 self._waiting.discard(scope)
+        self._note_throttle()
         return not scope.cancelled_caught and not self._stopping.is_set()
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
@@ -691,7 +752,8 @@ class Distribution:
             self._work_scope.deadline = min(self._work_scope.deadline, anyio.current_time() + STOP_GRACE)
 
     async def _watch_signals(self) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # SIGHUP (a closed terminal, an ssh session dropped) stops like SIGTERM: files rewritten, end recorded
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             async for received in signals:
                 name = signal.Signals(received).name
                 if not self._stopping.is_set() or self._stop is None or self._stop.reason != "interrupted":
@@ -723,6 +785,12 @@ class Distribution:
         unserved = counts["pending"] + counts["sending"] + (counts["failed"] if config.retry_failed else 0)
         if self._stop is not None:
             exit_code, reason, message = EXIT_STOPPED, self._stop.reason, str(self._stop)
+        elif unserved and self._limit_reached:
+            exit_code, reason = EXIT_STOPPED, "limit"
+            message = (
+                f"the first {config.limit} members were served, as --limit asked; {unserved} still have no code: "
+                "run the same command without --limit to serve them"
+            )
         elif unserved:
             exit_code, reason = EXIT_STOPPED, "incomplete"
             message = f"{unserved} members still have no code; run the same command again to finish"
@@ -744,10 +812,16 @@ class Distribution:
         with outputs.files_lock(config.output):
             # the skipped and left reports describe the latest segment read whole (this run's, unless interrupted)
             loaded = journal.latest_run(loaded=True)
-            exported = export_files(
-                config, journal, run_id=int(loaded["id"]) if loaded else run_id, delta_run=run_id, key=segment.key
-            )
-            files = {**exported.files, "summary": config.summary_path, "journal": journal.path}
+            if self._stop is not None and not journal.state_counts()[DONE]:
+                # stopped before any code was ever published: no empty CSV that looks like a hand-off
+                files: dict[str, Path] = {"summary": config.summary_path, "journal": journal.path}
+                exported = Exported(files={}, codes=0, errors=0, skipped=0, delta_run=run_id)
+            else:
+                exported = export_files(
+                    config, journal, run_id=int(loaded["id"]) if loaded else run_id, delta_run=run_id,
+                    key=segment.key,
+                )
+                files = {**exported.files, "summary": config.summary_path, "journal": journal.path}
             summary = self._summary(journal, run_id, counts, exit_code, reason, message, files, exported)
             outputs.write_summary(config.summary_path, summary)
         journal.finish_run(run_id, exit_code=exit_code, reason=reason, summary=json.dumps(summary, default=str))
@@ -816,7 +890,7 @@ class Distribution:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "distributor": __version__,
-            "journal": str(journal.path),
+            "journal": os.path.abspath(journal.path),
         }
 
     def _summary(
@@ -835,21 +909,11 @@ class Distribution:
         unserved = counts["pending"] + counts["sending"] + (counts["failed"] if config.retry_failed else 0)
         left = journal.left_segment(run_id)
         calls_per_code = stats.total_calls / stats.published if stats.published else 1.0
-        if exit_code == EXIT_OK:
-            next_step = (
-                f"upload {files['delta']} with {files['manifest']} in CleverTap" if "delta" in files
-                else f"nothing new to upload: every code is in an earlier run's delta file (and in {files['codes']})"
-            )
-        elif exit_code == EXIT_MEMBER_FAILURES:
-            next_step = f"see {files['errors']}; --retry-failed tries those members again"
-        elif self._stop is not None and self._stop.resume_at:
-            next_step = f"run the same command again after {_iso(self._stop.resume_at)} to resume"
-        else:
-            next_step = "run the same command again to resume"
+        next_step = self._next_step(exit_code, reason, files)
         codes_this_run = max(1, stats.published)
         achieved = stats.achieved_per_second
         summary: dict[str, Any] = {
-            "distribution": self._distribution or journal.meta("distribution"),
+            "distribution": self._distribution or journal.meta("distribution") or config.distribution or config.campaign,
             "campaign": config.campaign,
             "campaign_id": journal.meta("campaign_id") or None,
             "segment": str(config.segment),
@@ -889,10 +953,10 @@ class Distribution:
             # what to hand to CleverTap: this run's delta (no later run rewrites it) with the manifest
             "upload": {
                 "codes": str(files["delta"]) if "delta" in files else None,
-                "manifest": str(files["manifest"]),
+                "manifest": str(files["manifest"]) if "manifest" in files else None,
                 "count": exported.new_codes,
                 "published_after_run": exported.delta_since_run,
-                "all_codes": str(files["codes"]),
+                "all_codes": str(files["codes"]) if "codes" in files else None,
             },
             # for the on-call engineer: which run, where, and what to do next
             "run": self._run_identity(journal, run_id),
@@ -922,6 +986,23 @@ class Distribution:
             summary["rate"]["paused_for_server_seconds"] = round(self._throttle.stats.seconds_paused, 3)
         return summary
 
+    def _next_step(self, exit_code: int, reason: str, files: dict[str, Path]) -> str:
+        """What to do now, true to the stop reason: rerunning unchanged helps only when the cause was passing."""
+        if exit_code == EXIT_OK:
+            if "delta" in files:
+                return f"upload {files['delta']} with {files['manifest']} in CleverTap"
+            return f"nothing new to upload: every code is in an earlier run's delta file (and in {files['codes']})"
+        if exit_code == EXIT_MEMBER_FAILURES:
+            return f"see {files['errors']}; --retry-failed tries those members again"
+        if reason in _FATAL_NEXT_STEPS:
+            return _FATAL_NEXT_STEPS[reason]
+        if reason == "limit":
+            return "run the same command without --limit to serve the rest"
+        if reason == "storage_failure":
+            return "free space (or make the folder writable), then run the same command again to resume"
+        if self._stop is not None and self._stop.resume_at:
+            return f"run the same command again after {_iso(self._stop.resume_at)} to resume"
+        return "run the same command again to resume"
     def _leavers_figures(self, journal: Journal, run_id: int, counts: dict[str, int]) -> dict[str, Any]:
         """deliver_to=leavers: the watch list this run compared with, who left, and the leavers' state."""
         return {
@@ -952,7 +1033,41 @@ def call_outcome(error: ApiError | TransportError | None) -> dict[str, Any]:
     return {"outcome": outcome, "status": error.status, "request_id": error.request_id}
 
 
-async def _alongside(body: Callable[[], Awaitable[None]], *background: Callable[[], Awaitable[None]]) -> None:
+
+#: Stops that rerunning the same command cannot mend: what to change first.
+_FATAL_NEXT_STEPS = {
+    "unauthorized": "fix VOUCHERIFY_APP_ID / VOUCHERIFY_APP_TOKEN or --api-url (the region), then run again",
+    "plan_exceeded": "raise the Voucherify plan (or ask Voucherify), then run again",
+    "forbidden": "use server-side keys whose role may publish codes, then run again",
+    "unknown_campaign": "fix --campaign (its name or camp_… id), the keys' project or --api-url, then run again",
+    "refused": "fix what Voucherify refused (see message), then run again",
+    "out_of_codes": "add codes to the campaign (or make it generate them, AUTO_UPDATE), then run the same command again",
+}
+
+
+def _row_of(member: Member | None) -> str:
+    """`` of the member at row N`` for a log line (identities stay out of logs), or nothing."""
+    return f" of the member at row {member.seen_row}" if member is not None else ""
+
+
+def _end_reason(error: DistributorError) -> str:
+    """The summary's ``reason`` for a run that ended on ``error``."""
+    return getattr(error, "reason", None) or (
+        "storage_failure" if isinstance(error, StorageError) else type(error).__name__
+    )
+
+
+def _record_end(journal: Journal, run_id: int, error: DistributorError) -> None:
+    """Record how a run ended on an error, where the storage still allows it."""
+    try:
+        journal.finish_run(run_id, exit_code=error.exit_code, reason=_end_reason(error), summary="{}")
+    except StorageError:
+        log.warning("the run's end could not be recorded in the journal either; the next run resumes all the same")
+
+
+async def _alongside(
+    body: Callable[[], Awaitable[None]], *background: Callable[[], Coroutine[Any, Any, None]]
+) -> None:
     """Run ``body`` with ``background`` tasks that are cancelled when it ends.
 
     A :class:`DistributorError` from ``body`` is raised as itself, not wrapped in an exception group, so the edge

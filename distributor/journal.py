@@ -12,8 +12,12 @@ It is the source of truth of a distribution; the CSV files are views of it.  Its
   ``sending`` and is served by the next run.
 * Every API call is logged in ``calls`` before it is sent, so a resumed run knows how much of the server's rate
   window the dead run used, and the summary can count calls per code.
-* One process at a time: :meth:`Journal.lock` takes an exclusive ``flock`` on ``<journal>.lock``, released by the
-  kernel when the process dies (kill -9 included), so an overlapping cron run refuses instead of publishing twice.
+* One process at a time: :meth:`Journal.lock` takes an exclusive ``flock`` on ``<journal>.lock`` beside the
+  journal's *real* file (symlinks and ``..`` resolved) and on the journal file itself (so a hard link is caught
+  too), released by the kernel when the process dies (kill -9 included), so an overlapping cron run refuses
+  instead of publishing twice, whatever name it reaches the journal by.
+* One Voucherify project: the journal records the API host and a digest of the app id it was made against
+  (:meth:`Journal.bind_project`), so sandbox codes never pass for real ones.
 * WAL mode with ``synchronous=NORMAL``: a process crash at any moment leaves a consistent file; a power loss can
   lose the last commits, which is harmless because re-sending a publication is idempotent.
 
@@ -35,7 +39,7 @@ from pathlib import Path
 from typing import Self
 
 from .config import MEMBERS, publication_source_id_v1
-from .errors import JournalError, JournalLocked
+from .errors import JournalError, JournalLocked, StorageError
 
 SCHEMA_VERSION = 5
 
@@ -155,23 +159,49 @@ class Journal:
         self.path = path
         self._db = connection
         self._readonly = readonly
-        self._lock_handle: int | None = None
+        self._lock_handles: list[int] = []
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, path: Path | str, *, readonly: bool = False) -> Journal:
+    def open(cls, path: Path | str, *, readonly: bool = False, lock: bool = False) -> Journal:
+        """Open (or create) the journal at ``path``.  ``lock``: take it for this process *before* SQLite opens it
+        (:class:`JournalLocked` when another process holds it): SQLite names its WAL after the path, so a second
+        writer reaching the file under another name (a hard link) must never open it while the first writes."""
         path = Path(path)
+        handles: list[int] = []
+        if lock and not readonly:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handles = _take_locks(path)
+            except OSError as exc:
+                raise JournalError(f"journal {path} cannot be opened: {exc.strerror or exc}") from None
+        try:
+            journal = cls._open(path, readonly)
+        except BaseException:
+            _release(handles)
+            raise
+        journal._lock_handles = handles
+        return journal
+
+    @classmethod
+    def _open(cls, path: Path, readonly: bool) -> Journal:
         if readonly:
             if not path.exists():
                 raise JournalError(f"journal {path} does not exist")
             uri = f"file:{path.resolve()}?mode=ro"
             connection = _connect(uri, uri=True)
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            connection = _connect(str(path))
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                connection = _connect(str(path))
+            except (OSError, sqlite3.Error) as exc:
+                raise JournalError(f"journal {path} cannot be opened: {getattr(exc, 'strerror', None) or exc}") from None
         journal = cls(path, connection, readonly)
         try:
             journal._prepare()
+        except StorageError as exc:
+            connection.close()
+            raise JournalError(str(exc)) from None
         except sqlite3.DatabaseError as exc:
             connection.close()
             raise JournalError(f"journal {path} is not a usable SQLite journal: {exc}") from None
@@ -285,28 +315,19 @@ class Journal:
     # ------------------------------------------------------------------ one process at a time
     @property
     def lock_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".lock")
+        """``<journal>.lock`` beside the journal's real file: every name of the journal finds the same lock."""
+        real = Path(os.path.realpath(self.path))
+        return real.with_name(real.name + ".lock")
 
     def lock(self) -> None:
-        """Take the journal for this process, or raise :class:`JournalLocked` naming the holder."""
-        handle = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(handle, 200, 0).decode(errors="replace").strip() or "another process"
-            os.close(handle)
-            raise JournalLocked(
-                f"journal {self.path} is in use by {holder}: another run of this distribution is still going; "
-                "wait for it to end (or stop it), then run again"
-            ) from None
-        os.ftruncate(handle, 0)
-        os.pwrite(handle, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
-        self._lock_handle = handle
+        """Take the journal for this process, or raise :class:`JournalLocked` naming the holder (see
+        :func:`_take_locks`).  Prefer ``Journal.open(path, lock=True)``, which locks before SQLite opens the file."""
+        if not self._lock_handles:
+            self._lock_handles = _take_locks(self.path)
 
     def unlock(self) -> None:
-        if self._lock_handle is not None:
-            os.close(self._lock_handle)  # closing the descriptor releases the flock
-            self._lock_handle = None
+        _release(self._lock_handles)
+        self._lock_handles = []
 
     # ------------------------------------------------------------------ meta
     def meta(self, key: str) -> str | None:
@@ -319,6 +340,37 @@ class Journal:
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 list(values.items()),
             )
+
+    def bind_project(self, *, host: str, project: str) -> str | None:
+        """Bind this journal to the Voucherify ``host`` and ``project`` (a digest of the app id) of this run.
+
+        Refuses (:class:`JournalError`) a journal bound to another host or project: its codes exist only there.
+        A journal made before journals recorded their project adopts this one; the returned note says so (else
+        ``None``).
+        """
+        known_host, known_project = self.meta("api_host"), self.meta("project")
+        if known_host is None or known_project is None:
+            adopted = self.meta("distribution") is not None or bool(self.runs())
+            self.set_meta(api_host=host, project=project)
+            if adopted:
+                return f"journal {self.path} did not record its Voucherify project: it is now bound to {host} ({project})"
+            return None
+        self.check_project(host=host, project=project)
+        return None
+
+    def check_project(self, *, host: str, project: str) -> None:
+        """Refuse (:class:`JournalError`) a run aimed at another Voucherify host or project than the journal's."""
+        known_host, known_project = self.meta("api_host"), self.meta("project")
+        if known_host is None or known_project is None or (known_host, known_project) == (host, project):
+            return
+        if known_host != host:
+            what = f"was made against {_host_name(known_host)}, but this run is aimed at {_host_name(host)}"
+        else:
+            what = f"was made with the keys of project {known_project} on {known_host}, but this run uses project {project}"
+        raise JournalError(
+            f"journal {self.path} {what}: its codes exist only there. To start afresh there, give this run a fresh "
+            "journal: another --output (or --state)"
+        )
 
     def check_belongs(self, *, key: str, distribution: str | None, campaign: str, segment: object) -> None:
         """Refuse (:class:`JournalError`) a journal written for another key kind, distribution or campaign."""
@@ -674,13 +726,28 @@ class Journal:
     # ------------------------------------------------------------------ plumbing
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
+        """One committed transaction.  A storage failure (disk full, read-only, I/O error) raises
+        :class:`StorageError`: what was committed before stays, and a rerun resumes from it."""
         try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if (exc.sqlite_errorcode & 0xFF) not in _STORAGE_FAILURES:
+                raise
+            if self._db.in_transaction:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise StorageError(
+                f"cannot write the journal {self.path}: {exc}; what it holds is safe: free space (or make the folder "
+                "writable), then run the same command again to resume"
+            ) from None
 
     # ------------------------------------------------------------------ operator tools (read-only)
     # Queries for `distributor plan`, `status` and `export`.  None of them writes to the journal, so they work on a
@@ -870,6 +937,61 @@ def _summary_of(text: str | None) -> dict[str, object]:
     except ValueError:
         return {}
     return summary if isinstance(summary, dict) else {}
+
+
+#: SQLite's primary result codes of a storage failure: BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
+_STORAGE_FAILURES = frozenset({5, 6, 8, 10, 13, 14, 15})
+
+
+def _take_locks(path: Path) -> list[int]:
+    """Exclusive locks on the journal at ``path`` for this process, or :class:`JournalLocked` naming the holder.
+
+    Two ``flock``s: on ``<journal>.lock`` beside the journal's real file (symlinks and ``..`` resolved; it records
+    the holder for ``status`` and for the refusal), and on the journal file itself, which a hard link under
+    another name shares too.  The kernel releases both when the process ends, however it ends.
+    """
+    real = Path(os.path.realpath(path))
+    note = os.open(real.with_name(real.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    if not _try_flock(note):
+        holder = os.pread(note, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(note)
+        raise _in_use(path, holder)
+    try:
+        journal = os.open(real, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError:
+        os.close(note)
+        raise
+    if not _try_flock(journal):
+        _release([journal, note])
+        raise _in_use(path, "another process (through another name of the same file)")
+    os.ftruncate(note, 0)
+    os.pwrite(note, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+    return [note, journal]
+
+
+def _in_use(path: Path, holder: str) -> JournalLocked:
+    return JournalLocked(
+        f"journal {path} is in use by {holder}: another run of this distribution is still going; "
+        "wait for it to end (or stop it), then run again"
+    )
+
+
+def _release(handles: list[int]) -> None:
+    for handle in handles:
+        os.close(handle)  # closing the descriptor releases its flock
+
+
+def _try_flock(handle: int) -> bool:
+    """An exclusive ``flock`` on ``handle`` without waiting: ``False`` while another process holds one."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _host_name(host: str) -> str:
+    return "the embedded sandbox (--api-url sandbox)" if host == "sandbox" else host
 
 
 def _connect(target: str, uri: bool = False) -> sqlite3.Connection:

@@ -9,9 +9,9 @@ exist yet) and its lock is only looked at.
 What "would certainly fail" means (a *problem*, exit 3, like the run's own exit code for it): the keys are refused
 (401) or the plan forbids the call (402), the campaign does not exist, is switched off or has expired, the
 billing-cycle quota is already spent, a STATIC campaign's pool is smaller than the members still to serve, or a
-run of this distribution is in progress (a second run refuses to start).  Anything a run copes with or a person
-should weigh — a quota the run would exceed, Voucherify not answering right now, a campaign that starts later —
-is a *warning*: the plan still exits 0.
+run of this distribution is in progress (a second run refuses to start), or Voucherify could not be reached at all
+(no answer twice: nothing was proved).  Anything a run copes with or a person should weigh — a quota the run would
+exceed, Voucherify answering 5xx right now, a campaign that starts later — is a *warning*: the plan still exits 0.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from . import identities
 from .config import JobConfig
 from .errors import EXIT_OK, EXIT_STOPPED, JournalError
 from .journal import DONE, FAILED, PENDING, SENDING, Journal
+from .paths import check_destinations
 from .retry import Action, decide
 from .segment import Segment, open_segment, refuse_unusable
 from .status import run_in_progress
@@ -148,11 +149,13 @@ def make_plan(
     """Plan ``config``'s run.  Raises what the run would raise before its first call (:class:`InputError`,
     :class:`JournalError`: exit 2); everything else is reported in the plan's findings."""
     now = time.time() if now is None else now
+    check_destinations(config, probe=False)
     segment = open_segment(config.segment, config.id_column)
     journal = Journal.open(config.journal_path, readonly=True) if config.journal_path.exists() else None
     try:
         if journal is not None:
             # the checks a run makes before loading the segment, with the same messages
+            journal.check_project(host=config.api_host, project=config.project_digest())
             journal.check_belongs(
                 key=segment.key, distribution=config.distribution, campaign=config.campaign, segment=segment.name
             )
@@ -239,6 +242,13 @@ def _plan(
     if leavers is not None:
         to_serve = leavers["leaving"] + leavers["owed"] + (leavers["failed"] if config.retry_failed else 0)
         findings += _leavers_findings(leavers, tally.members)
+    if config.limit is not None and to_serve > config.limit:
+        findings.append(Finding(
+            NOTE, "limit",
+            f"--limit {config.limit}: a run would serve the first {config.limit:,} of the {to_serve:,} members without "
+            "a code and stop (exit 3); the same command without --limit serves the rest",
+        ))
+        to_serve = config.limit
 
     held_in_journal = journal.state_counts()[DONE] if journal is not None else 0
     knows_campaign = journal is not None and bool(journal.meta("campaign_id")) and journal.meta("join_once") in ("0", "1")
@@ -421,6 +431,12 @@ def _refusal(action: Action, reason: str, message: str, error: Exception) -> Fin
             WARNING, "campaign_unchecked",
             "Voucherify answered 429: the project's rate limit is used up right now (by the shop or another job); "
             "the campaign was not checked. A run would wait its turn",
+        )
+    if action is Action.RETRY and reason in ("timeout", "connection"):
+        return Finding(
+            PROBLEM, "unreachable",
+            f"Voucherify could not be reached ({error}): neither the keys, the region nor the campaign were proved; "
+            "check --api-url and the network, then plan again",
         )
     if action is Action.RETRY:
         return Finding(

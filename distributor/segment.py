@@ -619,7 +619,19 @@ def _jsonl_columns(path: Path, compressed: bool) -> tuple[str, ...]:
     raise InputError(f"segment file {path} holds no JSON record")
 
 
+def _require_pyarrow(path: Path) -> None:
+    """Parquet support is the optional extra ``distributor[parquet]`` (pyarrow, ~170 MB): say so in one line."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise InputError(
+            f"segment file {path} is Parquet, which needs the optional extra: pip install 'distributor[parquet]' "
+            "(or give the export as CSV or JSON lines)"
+        ) from None
+
+
 def _parquet_columns(path: Path) -> tuple[str, ...]:
+    _require_pyarrow(path)
     import pyarrow as pa
     import pyarrow.parquet as pq
 

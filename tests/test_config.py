@@ -29,6 +29,27 @@ def test_bad_rates_say_what_is_expected(text: str) -> None:
         Rate.parse(text)
 
 
+@pytest.mark.parametrize(
+    ("word", "seconds"),
+    [("s", 1.0), ("sec", 1.0), ("secs", 1.0), ("second", 1.0), ("seconds", 1.0),
+     ("m", 60.0), ("min", 60.0), ("mins", 60.0), ("minute", 60.0), ("minutes", 60.0),
+     ("h", 3600.0), ("hr", 3600.0), ("hrs", 3600.0), ("hour", 3600.0), ("hours", 3600.0)],
+)
+def test_rates_and_durations_share_one_vocabulary(word: str, seconds: float) -> None:
+    assert Rate.parse(f"100/{word}") == Rate(100, seconds)
+    assert Rate.parse(f"100/2{word}") == Rate(100, 2 * seconds)
+    assert parse_duration(f"3{word}") == 3 * seconds
+    assert parse_duration(f"3 {word.upper()}") == 3 * seconds
+
+
+def test_a_rate_per_millisecond_is_refused_but_a_duration_in_them_is_fine() -> None:
+    with pytest.raises(ConfigError, match="unknown period 'ms'"):
+        Rate.parse("5/ms")
+    assert parse_duration("250 milliseconds") == pytest.approx(0.25)
+    with pytest.raises(ConfigError, match="150ms, 2s, 5min or 1h"):
+        parse_duration("3 fortnights")
+
+
 def test_headroom_leaves_part_of_the_grant_to_the_shop() -> None:
     config = JobConfig.load(None, {**BASE, "rate_limit": "100/min", "headroom": 0.2}, ENV)
     assert config.budget == Rate(80, 60.0)
