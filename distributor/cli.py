@@ -428,7 +428,7 @@ def verify_command(
     if check_all and sample is not None:
         raise Failure("give --sample N or --all, not both", EXIT_UNUSABLE_INPUT)
     config = _load_config(job_file, _with_unused_segment(job_file, options))
-    _setup_logging(config.verbose)
+    _setup_logging(config)
     seed = random.SystemRandom().randrange(1, 1_000_000) if seed is None and not check_all else seed
     try:
         audit = verify(
