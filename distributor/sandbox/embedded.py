@@ -18,19 +18,24 @@ The job file's ``[sandbox]`` table (and the ``distributor sandbox`` command's op
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..clevertap import CleverTapCredentials
 from ..config import Credentials
 from ..errors import ConfigError
 from .campaigns import load_campaigns
+from .clevertap import CleverTapConfig, CleverTapWorld
 from .server import SandboxServer
 from .world import DEMO_APP_ID, DEMO_APP_TOKEN, Sandbox, SandboxConfig
 
 if TYPE_CHECKING:
     from ..config import JobConfig
+
+log = logging.getLogger("distributor")
 
 OPTIONS = (
     "rate_limit", "latency", "latency_p99", "error_rate", "lost_answer_rate", "strict_source_id",
@@ -63,8 +68,28 @@ def sandbox_config(options: Mapping[str, Any], *, base: Path | None = None, wher
 def embedded_sandbox(config: "JobConfig") -> Iterator[tuple[str, Credentials, Sandbox]]:
     """Serve the stand-in for one run; yields its URL, the keys it accepts, and its state."""
     options = dict(config.sandbox)
+    options.pop("clevertap", None)  # the [sandbox.clevertap] table: see embedded_clevertap
     options.setdefault("rate_limit", str(config.rate_limit))
     base = options.pop("_base", None)
     where = f"[sandbox] of {config.job_file}" if config.job_file else "[sandbox]"
     with SandboxServer(sandbox_config(options, base=base, where=where)) as server:
         yield server.url, Credentials(DEMO_APP_ID, DEMO_APP_TOKEN), server.sandbox
+
+
+@contextmanager
+def embedded_clevertap(config: JobConfig) -> Iterator[tuple[str, CleverTapCredentials]]:
+    """``--clevertap sandbox``: the CleverTap stand-in served for one run, as set by the job file's
+    ``[sandbox.clevertap]`` table (``latency``, ``error_rate``, ``lost_answer_rate``, ``record_failure_rate``,
+    ``max_records``, ``max_concurrent``, ``seed``); yields its URL and the account it accepts.  At the end it logs
+    how many profiles it holds, as the demo shows."""
+    table = config.sandbox.get("clevertap") or {}
+    if not isinstance(table, Mapping):
+        raise ConfigError("[sandbox.clevertap] must be a table")
+    try:
+        world = CleverTapWorld(CleverTapConfig.parse(table))
+    except TypeError as error:
+        raise ConfigError(f"[sandbox.clevertap]: {error}") from None
+    with SandboxServer(Sandbox(SandboxConfig()), clevertap=world) as server:
+        yield server.url, CleverTapCredentials(world.config.account_id, world.config.passcode)
+    log.info("CleverTap sandbox now holds %d profiles; %d uploads, %d records received", len(world.profiles),
+             world.counts["uploads"], world.counts["records"])
