@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .clevertap import CleverTapCredentials, resolve_url
 from .errors import ConfigError
 from .units import Rate, parse_duration
 
@@ -85,6 +86,11 @@ class JobConfig:
     #: The ``[sandbox]`` table of the job file, used when ``api_url`` is ``sandbox``.
     sandbox: Mapping[str, Any] = field(default_factory=dict)
     job_file: Path | None = None
+    # h7-clevertap: push the codes to CleverTap (``--clevertap REGION|URL|sandbox``); see push.py
+    clevertap: str | None = None
+    clevertap_batch: int = 1000
+    clevertap_concurrency: int = 5
+    clevertap_credentials: CleverTapCredentials | None = field(default=None, repr=True)
 
     # ------------------------------------------------------------------ derived paths
     @property
@@ -138,7 +144,7 @@ class JobConfig:
         cls, values: Mapping[str, Any], *, env: Mapping[str, str], job_file: Path | None = None
     ) -> "JobConfig":
         where = f" in {job_file}" if job_file else ""
-        known = {f.name for f in fields(cls)} - {"credentials", "job_file"}
+        known = {f.name for f in fields(cls)} - {"credentials", "job_file", "clevertap_credentials"}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''}{where}: {', '.join(unknown)}")
@@ -165,6 +171,8 @@ class JobConfig:
             data["timeout"] = parse_duration(data["timeout"])
         config = cls(**data, job_file=job_file)
         config = replace(config, credentials=config._credentials_from(env))
+        if config.clevertap is not None:
+            config = replace(config, clevertap_credentials=CleverTapCredentials.from_env(env))
         config.validate()
         return config
 
@@ -202,10 +210,20 @@ class JobConfig:
             raise ConfigError(f"timeout {self.timeout}s must be between 0.1s and 170s (Voucherify cuts requests at 3 min)")
         if self.distribution is not None and not str(self.distribution).strip():
             raise ConfigError("distribution is empty: leave it out to use the campaign, or give a name")
+        self._validate_clevertap()
         if self.output.suffix.lower() != ".csv":
             raise ConfigError(f"output {self.output} must end in .csv (CleverTap's upload takes CSV)")
         if self.journal_path.resolve() == self.output.resolve():
             raise ConfigError("state and output point at the same file")
+
+    def _validate_clevertap(self) -> None:
+        if self.clevertap is not None:
+            resolve_url(str(self.clevertap))
+        if not (isinstance(self.clevertap_batch, int) and 1 <= self.clevertap_batch <= 1000):
+            raise ConfigError(f"clevertap_batch {self.clevertap_batch!r} must be a whole number from 1 to 1000 (CleverTap's limit per upload)")
+        if not (isinstance(self.clevertap_concurrency, int) and 1 <= self.clevertap_concurrency <= 15):
+            raise ConfigError(f"clevertap_concurrency {self.clevertap_concurrency!r} must be a whole number from 1 to 15 "
+                              "(CleverTap answers 429 beyond 15 concurrent requests)")
 
 
 def publication_source_id(distribution: str, identity: str) -> str:

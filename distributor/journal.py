@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .errors import JournalError, JournalLocked
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 PENDING = "pending"
 SENDING = "sending"
@@ -86,6 +86,22 @@ CREATE TABLE IF NOT EXISTS calls (
     member_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS calls_by_time ON calls (at);
+"""
+
+# MIGRATION(h7-clevertap): schema 3 adds the table `pushes`, each member's CleverTap push state, keyed on the
+# member; nothing else changes and no existing row is touched.  New journals get it with the rest of the schema;
+# older journals get it from the `version < 3` step of Journal._migrate.  The statement is idempotent.
+_PUSH_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pushes (
+    member_id INTEGER PRIMARY KEY,
+    code TEXT NOT NULL,          -- the code this state is about (a member's code never changes; checked anyway)
+    state TEXT NOT NULL CHECK (state IN ('pushed', 'failed', 'again')),  -- again: `push --all` asked to resend
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error_code INTEGER,          -- CleverTap's code (per record or HTTP status) of a final failure
+    error_message TEXT,
+    pushed_at REAL,              -- Unix time CleverTap confirmed it holds the code
+    updated_at REAL NOT NULL
+);
 """
 
 
@@ -154,7 +170,7 @@ class Journal:
             return
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(_SCHEMA + _PUSH_SCHEMA)
         self._check_version()
 
     def _check_version(self) -> None:
@@ -180,6 +196,9 @@ class Journal:
                 # v2: runs.loaded_at; earlier runs that ended other than "unusable input" had read their segment
                 self._db.execute("ALTER TABLE runs ADD COLUMN loaded_at REAL")
                 self._db.execute("UPDATE runs SET loaded_at = started_at WHERE exit_code IS NULL OR exit_code <> 2")
+            if version < 3:
+                # MIGRATION(h7-clevertap): v3 adds the CleverTap push-state table (see _PUSH_SCHEMA)
+                self._db.execute(_PUSH_SCHEMA)
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
@@ -422,6 +441,81 @@ class Journal:
 
     def member(self, identity: str) -> sqlite3.Row | None:
         return self._db.execute("SELECT * FROM members WHERE identity = ?", (identity,)).fetchone()
+
+    # ------------------------------------------------------------------ CleverTap push state (h7-clevertap)
+    # A member needs pushing when it holds a code and CleverTap has not confirmed holding that very code.
+    def unpushed(self, *, after_id: int, limit: int) -> list[tuple[int, str, str]]:
+        """``(member_id, identity, code)`` of members holding a code CleverTap has not confirmed, by id."""
+        return [
+            (row[0], row[1], row[2])
+            for row in self._db.execute(
+                """SELECT m.id, m.identity, m.code FROM members m LEFT JOIN pushes p ON p.member_id = m.id
+                   WHERE m.state = 'done' AND m.id > ? AND (p.member_id IS NULL OR p.state <> 'pushed' OR p.code <> m.code)
+                   ORDER BY m.id LIMIT ?""",
+                (after_id, limit),
+            )
+        ]
+
+    def mark_pushed(self, items: Iterable[tuple[int, str]], attempts: int) -> None:
+        """CleverTap confirmed holding these ``(member_id, code)``.  Commits."""
+        now = time.time()
+        with self._transaction():
+            self._db.executemany(
+                """INSERT INTO pushes (member_id, code, state, attempts, pushed_at, updated_at)
+                   VALUES (?, ?, 'pushed', ?, ?, ?)
+                   ON CONFLICT (member_id) DO UPDATE SET code = excluded.code, state = 'pushed',
+                       attempts = pushes.attempts + excluded.attempts, error_code = NULL, error_message = NULL,
+                       pushed_at = excluded.pushed_at, updated_at = excluded.updated_at""",
+                [(member_id, code, attempts, now, now) for member_id, code in items],
+            )
+
+    def mark_push_failed(self, items: Iterable[tuple[int, str, int | None, str]], attempts: int) -> None:
+        """CleverTap did not take these ``(member_id, code, error_code, message)`` for good.  Commits."""
+        now = time.time()
+        with self._transaction():
+            self._db.executemany(
+                """INSERT INTO pushes (member_id, code, state, attempts, error_code, error_message, updated_at)
+                   VALUES (?, ?, 'failed', ?, ?, ?, ?)
+                   ON CONFLICT (member_id) DO UPDATE SET code = excluded.code, state = 'failed',
+                       attempts = pushes.attempts + excluded.attempts, error_code = excluded.error_code,
+                       error_message = excluded.error_message, updated_at = excluded.updated_at""",
+                [(member_id, code, attempts, error_code, message, now) for member_id, code, error_code, message in items],
+            )
+
+    def push_again(self) -> int:
+        """``push --all``: forget what CleverTap confirmed, so every code is sent again.  Commits."""
+        with self._transaction():
+            return self._db.execute("UPDATE pushes SET state = 'again', updated_at = ?", (time.time(),)).rowcount
+
+    def push_counts(self) -> dict[str, int]:
+        """``pushed``, ``failed`` (final) and ``waiting`` among the members holding a code."""
+        if not self._has_table("pushes"):  # a read-only journal older than schema 3
+            held = self._db.execute("SELECT count(*) FROM members WHERE state = 'done'").fetchone()[0]
+            return {"pushed": 0, "failed": 0, "waiting": held}
+        counts = {"pushed": 0, "failed": 0, "waiting": 0}
+        for state, count in self._db.execute(
+            """SELECT CASE WHEN p.code = m.code AND p.state IN ('pushed', 'failed') THEN p.state ELSE 'waiting' END,
+                      count(*)
+               FROM members m LEFT JOIN pushes p ON p.member_id = m.id WHERE m.state = 'done' GROUP BY 1"""
+        ):
+            counts[state] = count
+        return counts
+
+    def push_failures(self) -> Iterator[tuple[str, int, str, int | None, str | None, int]]:
+        """``(identity, row, code, error_code, error_message, attempts)`` of each code CleverTap did not take."""
+        if not self._has_table("pushes"):
+            return
+        yield from (
+            (row[0], row[1], row[2], row[3], row[4], row[5])
+            for row in self._db.execute(
+                """SELECT m.identity, m.seen_row, m.code, p.error_code, p.error_message, p.attempts
+                   FROM pushes p JOIN members m ON m.id = p.member_id
+                   WHERE p.state = 'failed' AND p.code = m.code AND m.state = 'done' ORDER BY m.id"""
+            )
+        )
+
+    def _has_table(self, name: str) -> bool:
+        return self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
