@@ -65,6 +65,18 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def _clevertap_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """h7-clevertap: where and how the codes are pushed to CleverTap (run and push)."""
+    options = [
+        click.option("--clevertap", help="Push the codes to CleverTap: a region (eu1, in1, sg1, us1, aps3, mec1), a URL, or 'sandbox'. Keys: CLEVERTAP_ACCOUNT_ID, CLEVERTAP_PASSCODE."),
+        click.option("--clevertap-batch", type=int, help="Records per CleverTap upload (default 1000, CleverTap's limit)."),
+        click.option("--clevertap-concurrency", type=int, help="CleverTap uploads in flight at once (default 5; CleverTap allows 15)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def _load_config(job_file: Path | None, options: dict[str, Any]) -> JobConfig:
     try:
         return JobConfig.load(job_file, options, os.environ)
@@ -104,6 +116,7 @@ def main() -> None:
 
 @main.command()
 @_job_options
+@_clevertap_options
 @click.option("--retry-failed", is_flag=True, default=None, help="Try again the members that failed in earlier runs.")
 def run(job_file: Path | None, **options: Any) -> None:
     """Publish one code per segment member and write the CleverTap CSV.
@@ -143,6 +156,46 @@ def run(job_file: Path | None, **options: Any) -> None:
 
 
 @main.command()
+@_job_options
+@_clevertap_options
+@click.option("--all", "push_all", is_flag=True, help="Push every code again, also those CleverTap already confirmed.")
+def push(job_file: Path | None, push_all: bool, **options: Any) -> None:
+    """Push the journal's codes to CleverTap profiles, without a single Voucherify call.
+
+    Takes the same JOB_FILE and options as run, or just --state/--output and --clevertap.  Pushes the codes
+    CleverTap does not hold yet (a run made without --clevertap, or after a push failure); --all pushes every
+    code again.  Keys: CLEVERTAP_ACCOUNT_ID and CLEVERTAP_PASSCODE.
+
+    \b
+    Exit codes: 0 CleverTap holds every code; 1 some codes were refused (see <name>.push-errors.csv);
+    2 unusable configuration or no journal; 3 stopped early (bad credentials or region, CleverTap unreachable).
+
+    \b
+    Examples:
+        distributor push jobs/reactivation.toml --clevertap eu1
+        distributor push --state out/reactivation.journal.sqlite --clevertap in1
+    """
+    from .push import run_push
+
+    config = _files_config(job_file, options, need_output=True)
+    _setup_logging(config.verbose)
+    try:
+        outcome = run_push(config, resend_all=push_all, property_name=options.get("property_name"))
+    except DistributorError as error:
+        raise Failure(str(error), error.exit_code) from None
+    exit_code, _, message = outcome.verdict(0, "completed", "CleverTap holds every code")
+    counts = outcome.counts
+    click.echo(f"pushed to CleverTap from {config.journal_path}")
+    click.echo(f"  this run   {outcome.stats.pushed} pushed, {outcome.stats.failed} refused, "
+               f"{outcome.stats.requests} uploads, {outcome.stats.retries} retries")
+    click.echo(f"  holds      {counts['pushed']} codes; {counts['failed']} refused; {counts['waiting']} not yet pushed")
+    if counts["failed"]:
+        click.echo(f"  errors     {outcome.errors_file}")
+    click.echo(f"exit {exit_code}: {message}")
+    sys.exit(exit_code)
+
+
+@main.command()
 @click.option("--port", type=int, default=8080, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--rate-limit", help="The plan it enforces: N/s, N/min or N/h (default: unlimited).")
@@ -157,6 +210,10 @@ def run(job_file: Path | None, **options: Any) -> None:
 @click.option("--campaigns", type=click.Path(path_type=Path, dir_okay=False), help="TOML file of [[campaign]] tables (default: the demo campaigns).")
 @click.option("--seed", type=int, help="Seed for latencies, faults and codes (reproducible runs).")
 @click.option("--arrivals", type=click.Path(path_type=Path, dir_okay=False), help="On exit, write every request received as JSON lines here.")
+@click.option("--clevertap-latency", default="0ms", show_default=True, help="CleverTap stand-in: mean latency of each answer.")
+@click.option("--clevertap-error-rate", type=float, default=0.0, show_default=True, help="CleverTap stand-in: share of uploads answered 503.")
+@click.option("--clevertap-lost-answer-rate", type=float, default=0.0, show_default=True, help="CleverTap stand-in: share applied, then the connection drops.")
+@click.option("--clevertap-record-failure-rate", type=float, default=0.0, show_default=True, help="CleverTap stand-in: share of records refused with a transient error.")
 def sandbox(port: int, host: str, arrivals: Path | None, **options: Any) -> None:
     """Serve the Voucherify stand-in on loopback, for rehearsals and tests.
 
@@ -170,10 +227,13 @@ def sandbox(port: int, host: str, arrivals: Path | None, **options: Any) -> None
             distributor run jobs/demo.toml --api-url http://127.0.0.1:8080 --rate-limit 100/min
     """
     from .sandbox import serve
+    from .sandbox.clevertap import CleverTapConfig, CleverTapWorld
     from .sandbox.embedded import sandbox_config
 
+    clevertap_options = {key.removeprefix("clevertap_"): options.pop(key) for key in list(options) if key.startswith("clevertap_")}
     try:
         config = sandbox_config(options, where="the options")
+        clevertap = CleverTapWorld(CleverTapConfig.parse({**clevertap_options, "seed": options.get("seed")}))
     except DistributorError as error:
         raise Failure(str(error), error.exit_code) from None
 
@@ -181,9 +241,11 @@ def sandbox(port: int, host: str, arrivals: Path | None, **options: Any) -> None
         limit = options.get("rate_limit") or "unlimited"
         click.echo(f"Voucherify sandbox on {server.url} (rate limit {limit}); Ctrl-C to stop", err=True)
         click.echo(f"  VOUCHERIFY_APP_ID={config.app_id} VOUCHERIFY_APP_TOKEN={config.app_token}", err=True)
+        click.echo(f"  CleverTap stand-in on the same port (--clevertap {server.url}): "
+                   f"CLEVERTAP_ACCOUNT_ID={clevertap.config.account_id} CLEVERTAP_PASSCODE={clevertap.config.passcode}", err=True)
 
     try:
-        state = serve(config, host, port, on_ready=ready, arrivals_path=arrivals)
+        state = serve(config, host, port, on_ready=ready, arrivals_path=arrivals, clevertap=clevertap)
     except OSError as error:
         raise Failure(f"cannot listen on {host}:{port}: {error.strerror or error}", 2) from None
     stats = state.stats()
@@ -192,6 +254,8 @@ def sandbox(port: int, host: str, arrivals: Path | None, **options: Any) -> None
         f"{stats['fault_5xx']} 5xx, {stats['lost_answer']} answers lost; {stats['publications']} publications",
         err=True,
     )
+    click.echo(f"CleverTap stand-in: {clevertap.counts['uploads']} uploads, {clevertap.counts['records']} records; "
+               f"holds {len(clevertap.profiles)} profiles", err=True)
 
 
 @main.command()
@@ -524,6 +588,10 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  left segment  {update['left']} (not touched; see {summary['files'].get('left')})")
     if members["already_held"] and "new" in summary["files"]:
         lines.append(f"  new codes     {summary['files']['new']} ({update.get('new_codes', 0)} since the last finished run)")
+    pushed = summary.get("clevertap")  # h7-clevertap
+    if pushed:
+        lines.append(f"  clevertap     {pushed['pushed']} codes held, {pushed['failed']} refused, {pushed['waiting']} not yet pushed"
+                     + (f" (see {pushed['errors_file']})" if pushed["failed"] else ""))
     if summary.get("resume_at"):
         lines.append(f"  resume after  {summary['resume_at']}")
     lines.append(f"exit {summary['exit_code']}: {summary['message']}")

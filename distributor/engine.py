@@ -56,6 +56,7 @@ from .loading import load_segment
 from .segment import Segment, open_segment
 from .throttle import Throttle
 from .units import format_duration
+from .push import PushOutcome, PushStats, RunPush
 from .voucherify import ApiError, Campaign, Publication, RateLimitHeaders, TransportError, VoucherifyClient
 
 log = logging.getLogger("distributor")
@@ -106,6 +107,8 @@ class RunStats:
     started_wall: float = field(default_factory=time.time)
     first_call: float | None = None
     last_call: float | None = None
+    #: h7-clevertap: the push's counters when the run pushes to CleverTap (``--clevertap``)
+    clevertap: PushStats | None = None
 
     @property
     def total_calls(self) -> int:
@@ -171,6 +174,8 @@ class Distribution:
         self._campaign_ref = config.campaign  # the campaign's id once known
         self._distribution = ""
         self._join_once = False
+        self.push: RunPush | None = None  # h7-clevertap: the CleverTap side of the run (--clevertap)
+        self._push_outcome: PushOutcome | None = None
 
     # ================================================================== the run
     async def run(self) -> RunResult:
@@ -200,11 +205,35 @@ class Distribution:
         async def load_and_publish() -> None:
             # in a worker thread, so that a signal is handled while a huge export is being read
             await anyio.to_thread.run_sync(self._load, journal, run_id, segment)
-            if self.stats.to_publish and not self._stopping.is_set():
-                async with self._client() as client:
-                    await self._distribute(journal, run_id, client)
+            if self._stopping.is_set():
+                return
+            async with self._pushing(journal):  # h7-clevertap: CleverTap credentials proven first, codes pushed meanwhile
+                if self.stats.to_publish and not self._stopping.is_set():
+                    async with self._client() as client:
+                        await self._distribute(journal, run_id, client)
 
         await _alongside(load_and_publish, *([self._watch_signals] if self.handle_signals else []))
+
+    # ------------------------------------------------------------------ h7-clevertap: pushing to CleverTap
+    @asynccontextmanager
+    async def _pushing(self, journal: Journal) -> AsyncIterator[None]:
+        """With ``--clevertap``: prove CleverTap's credentials (a 401 stops the run before any Voucherify call),
+        then push the codes in the background while the block publishes them, and the rest after it."""
+        if self.config.clevertap is None:
+            yield
+            return
+        self.push = RunPush(self.config, journal)
+        async with self.push.alongside(self._stopping.is_set):
+            self.stats.clevertap = self.push.stats
+            yield
+
+    def _push_verdict(self, exit_code: int, reason: str, message: str, files: dict[str, Path]) -> tuple[int, str, str]:
+        """The push's part of the verdict; writes ``<name>.push-errors.csv`` and keeps the outcome for the summary."""
+        self._push_outcome = self.push.conclude() if self.push is not None else None
+        if self._push_outcome is None:
+            return exit_code, reason, message
+        files["push_errors"] = self._push_outcome.errors_file
+        return self._push_outcome.verdict(exit_code, reason, message)
 
     # ------------------------------------------------------------------ 1. journal and segment
     def _check_journal(self, journal: Journal, segment: Segment) -> None:
@@ -600,6 +629,7 @@ class Distribution:
         loaded = journal.latest_run(loaded=True)
         exported = export_files(config, journal, run_id=int(loaded["id"]) if loaded else run_id, key=segment.key)
         files = {**exported.files, "summary": config.summary_path, "journal": journal.path}
+        exit_code, reason, message = self._push_verdict(exit_code, reason, message, files)  # h7-clevertap
         summary = self._summary(
             journal, run_id, counts, exit_code, reason, message, files, exported.codes, new_codes=exported.new_codes
         )
@@ -697,6 +727,10 @@ class Distribution:
         }
         if self._stop is not None and self._stop.resume_at:
             summary["resume_at"] = _iso(self._stop.resume_at)
+        if self._push_outcome is not None:  # h7-clevertap
+            summary["clevertap"] = self._push_outcome.to_dict()
+            if reason in ("push_failures", "push_incomplete"):
+                summary["next_step"] = f"see {files['push_errors']}; `distributor push` pushes what CleverTap lacks"
         if hasattr(self, "_throttle"):
             summary["rate"]["lowest_allowed_per_window"] = self._throttle.stats.lowest_allowed
             summary["rate"]["paused_for_server_seconds"] = round(self._throttle.stats.seconds_paused, 3)
