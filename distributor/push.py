@@ -63,6 +63,8 @@ MAX_CONCURRENCY = 15
 #: While codes arrive, what is waiting is pushed at least this often (seconds).
 FLUSH_INTERVAL = 2.0
 MAX_ATTEMPTS = 8
+#: 429s one batch may meet before it is recorded as failed (they use up no attempt).
+_MAX_RATE_LIMITED = 50
 _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 30.0
 #: After a run was stopped (signal), the codes already published get this long to reach CleverTap.
@@ -113,7 +115,10 @@ class Pusher:
 
     def __post_init__(self) -> None:
         self._busy: set[int] = set()  # in flight now, or refused for good by this process
-        self._slots = anyio.Semaphore(self.concurrency)
+        self._batches = anyio.Semaphore(2 * self.concurrency)  # batches under way (sending or backing off)
+        # requests in flight: starts at `concurrency`, halved by each 429, grown back by one per run of successes
+        self._requests = anyio.CapacityLimiter(self.concurrency)
+        self._successes = 0
         self._calm_until = 0.0
 
     def record(self, item: Item) -> dict[str, Any]:
@@ -132,9 +137,9 @@ class Pusher:
                 items = [Item(*row) for row in rows if row[0] not in self._busy]
                 for start in range(0, len(items), self.batch_size):
                     batch = items[start:start + self.batch_size]
-                    await self._slots.acquire()
+                    await self._batches.acquire()
                     if self.auth_error is not None:
-                        self._slots.release()
+                        self._batches.release()
                         break
                     self._busy.update(item.member_id for item in batch)
                     group.start_soon(self._send, batch)
@@ -152,27 +157,32 @@ class Pusher:
         try:
             await self._send_with_retries(list(batch))
         finally:
-            self._slots.release()
+            self._batches.release()
 
     async def _send_with_retries(self, remaining: list[Item]) -> None:
-        attempt = 0
+        attempt = rate_limited = 0
         while remaining and self.auth_error is None:
             attempt += 1
             await self._wait_for_calm()
-            self.stats.requests += 1
-            self.stats.records_sent += len(remaining)
             try:
-                outcome = await self.client.upload([self.record(item) for item in remaining])
+                async with self._requests:
+                    self.stats.requests += 1
+                    self.stats.records_sent += len(remaining)
+                    outcome = await self.client.upload([self.record(item) for item in remaining])
+                self._succeeded()
             except CleverTapAuthError as error:
                 self.auth_error = self.auth_error or error
                 self._release(remaining)
                 return
             except CleverTapTransient as error:
                 self._count(error)
-                if attempt >= self.max_attempts:
-                    self._fail(remaining, error.status, f"gave up after {attempt} attempts; last: {error.message}", attempt)
+                if error.status == 429:  # CleverTap's concurrency cap, not these records' fault: no attempt used up
+                    attempt, rate_limited = attempt - 1, rate_limited + 1
+                    self._slow_down()
+                if attempt >= self.max_attempts or rate_limited > _MAX_RATE_LIMITED:
+                    self._fail(remaining, error.status, f"gave up after {attempt + rate_limited} attempts; last: {error.message}", attempt)
                     return
-                await self._back_off(attempt, rate_limited=error.status == 429)
+                await self._back_off(max(attempt, 1) if error.status != 429 else rate_limited, rate_limited=error.status == 429)
                 continue
             except CleverTapRefused as error:
                 self._fail(remaining, error.code or error.status, error.message, attempt)
@@ -216,6 +226,19 @@ class Pusher:
             self.stats.no_answer += 1
         else:
             self.stats.server_errors += 1
+
+    def _slow_down(self) -> None:
+        """A 429: halve the requests allowed in flight (at least one)."""
+        self._requests.total_tokens = max(1, int(self._requests.total_tokens) // 2)
+        self._successes = 0
+
+    def _succeeded(self) -> None:
+        """An answer: after as many answers in a row as are allowed in flight, allow one more (up to the setting)."""
+        self._successes += 1
+        allowed = int(self._requests.total_tokens)
+        if allowed < self.concurrency and self._successes >= allowed:
+            self._requests.total_tokens = allowed + 1
+            self._successes = 0
 
     async def _back_off(self, attempt: int, *, rate_limited: bool) -> None:
         pause = backoff(attempt, base=_BACKOFF_BASE, cap=_BACKOFF_CAP, rng=self.rng)

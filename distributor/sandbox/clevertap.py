@@ -63,6 +63,8 @@ class CleverTapConfig:
     lost_answer_rate: float = 0.0
     record_failure_rate: float = 0.0
     max_batch_size: int = 5000
+    #: Identities CleverTap refuses for good (523), as it does a malformed one: per-record final failures.
+    refused_identities: frozenset[str] = frozenset()
     seed: int | None = None
 
     @classmethod
@@ -73,6 +75,8 @@ class CleverTapConfig:
         values = {key.replace("-", "_"): value for key, value in options.items()}
         if "latency" in values and not isinstance(values["latency"], (int, float)):
             values["latency"] = parse_duration(values["latency"])
+        if "refused_identities" in values:
+            values["refused_identities"] = frozenset(values["refused_identities"])
         return cls(**values)
 
 
@@ -168,7 +172,8 @@ class CleverTapWorld:
             return 512, "Invalid record: type must be profile"
         key = "identity" if "identity" in record else "objectId"
         identity = record.get(key)
-        if not isinstance(identity, str) or not identity or len(identity) >= 1024 or identity.lower() in _PLACEHOLDERS:
+        if (not isinstance(identity, str) or not identity or len(identity) >= 1024 or identity.lower() in _PLACEHOLDERS
+                or identity in self.config.refused_identities):
             return CODE_MISSING_IDENTITY, "Identity or objectId missing or invalid"
         data = record.get("profileData")
         if not isinstance(data, dict):
