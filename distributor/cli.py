@@ -527,6 +527,10 @@ def render_status(report: Status) -> str:
         f"  failed        {members['failed']:,}",
         f"  left segment  {report.left_segment:,}",
     ]
+    if report.clevertap is not None:  # h7-clevertap
+        pushes = report.clevertap
+        lines.append(f"  clevertap     {pushes['pushed']:,} codes pushed, {pushes['failed']:,} refused, "
+                     f"{pushes['waiting']:,} not yet pushed")
     calls = report.calls
     kinds = ", ".join(f"{count:,} {kind}" for kind, count in sorted(calls.items()))
     lines.append(f"  calls         {sum(calls.values()):,} this run" + (f": {kinds}" if kinds else "")

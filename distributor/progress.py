@@ -24,7 +24,14 @@ def describe(stats: RunStats) -> str:
         f"{done}/{stats.to_publish} served{share}: {stats.published} published, {stats.failed} failed; "
         f"{stats.total_calls} calls, {stats.retries} retries, {stats.rate_limited} × 429; "
         f"{rate}{utilisation}; {stats.in_flight} in flight; ETA {format_duration(eta) if eta is not None else '-'}"
+        + clevertap_progress(stats)
     )
+
+
+def clevertap_progress(stats: RunStats) -> str:
+    """h7-clevertap: ``; CleverTap: N pushed, M refused`` when the run pushes codes to CleverTap."""
+    pushes = stats.clevertap
+    return f"; CleverTap: {pushes.pushed} pushed, {pushes.failed} refused" if pushes is not None else ""
 
 
 class LogProgress:
@@ -74,7 +81,7 @@ class TerminalProgress:
             f"{stats.failed} failed · {stats.total_calls} calls · {stats.retries} retries · "
             f"{achieved * 60:.0f}/min" if achieved else f"{stats.failed} failed · {stats.total_calls} calls"
         )
-        self._progress.update(self._task, completed=stats.published + stats.failed, detail=detail)
+        self._progress.update(self._task, completed=stats.published + stats.failed, detail=detail + clevertap_progress(stats))
 
     def finish(self, stats: RunStats) -> None:
         self.update(stats)

@@ -369,3 +369,16 @@ def test_summary_json_holds_the_push_counts(tmp_path: Path, stand_in) -> None:
     assert summary["clevertap"]["pushed"] == 12 and result.exit_code == EXIT_OK
     header, codes = read_codes(tmp_path / "out" / "codes.csv")
     assert header == ["identity", PROPERTY] and codes == clevertap_codes(server)
+
+
+def test_status_and_progress_show_the_push_counts(tmp_path: Path, stand_in) -> None:
+    from distributor.cli import render_status
+    from distributor.progress import describe
+    from distributor.status import read_status
+
+    server = stand_in(refused_identities=frozenset({"000002"}))
+    result = run(config_for(tmp_path, server, ids(6)))
+    report = read_status(tmp_path / "out" / "codes.journal.sqlite")
+    assert report.clevertap == {"pushed": 5, "failed": 1, "waiting": 0}
+    assert "  clevertap     5 codes pushed, 1 refused, 0 not yet pushed" in render_status(report).splitlines()
+    assert describe(result.stats).endswith("; CleverTap: 5 pushed, 1 refused")
