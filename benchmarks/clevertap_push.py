@@ -25,8 +25,18 @@ from typing import Any
 
 from distributor.config import JobConfig
 from distributor.engine import run_distribution
-from distributor.sandbox import DEMO_APP_ID, DEMO_APP_TOKEN, SandboxConfig, SandboxServer
-from distributor.sandbox.clevertap import DEMO_ACCOUNT_ID, DEMO_PASSCODE, CleverTapConfig, CleverTapWorld
+from distributor.sandbox import (
+    DEMO_APP_ID,
+    DEMO_APP_TOKEN,
+    SandboxConfig,
+    SandboxServer,
+)
+from distributor.sandbox.clevertap import (
+    DEMO_ACCOUNT_ID,
+    DEMO_PASSCODE,
+    CleverTapConfig,
+    CleverTapWorld,
+)
 from distributor.units import Rate
 
 ENV = {
