@@ -71,6 +71,7 @@ def _clevertap_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--clevertap", help="Push the codes to CleverTap: a region (eu1, in1, sg1, us1, aps3, mec1), a URL, or 'sandbox'. Keys: CLEVERTAP_ACCOUNT_ID, CLEVERTAP_PASSCODE."),
         click.option("--clevertap-batch", type=int, help="Records per CleverTap upload (default 1000, CleverTap's limit)."),
         click.option("--clevertap-concurrency", type=int, help="CleverTap uploads in flight at once (default 5; CleverTap allows 15)."),
+        click.option("--expiry-property", help="Profile property that also receives each code's expiration date (a CSV column and a CleverTap date)."),
     ]
     for option in reversed(options):
         command = option(command)

@@ -91,6 +91,8 @@ class JobConfig:
     clevertap_batch: int = 1000
     clevertap_concurrency: int = 5
     clevertap_credentials: CleverTapCredentials | None = field(default=None, repr=True)
+    #: ``--expiry-property``: the profile property that receives each code's expiration date (CSV and push)
+    expiry_property: str | None = None
 
     # ------------------------------------------------------------------ derived paths
     @property
@@ -219,6 +221,11 @@ class JobConfig:
     def _validate_clevertap(self) -> None:
         if self.clevertap is not None:
             resolve_url(str(self.clevertap))
+        expiry = self.expiry_property
+        if expiry is not None and (not _PROPERTY_NAME.match(expiry) or len(expiry.encode()) > 120
+                                   or expiry.lower() in ("identity", "objectid", "email", "phone", self.property_name.lower())):
+            raise ConfigError(f"expiry_property {expiry!r} is not a usable CleverTap property name, or is an identifier "
+                              "or the code's property; choose another name")
         if not (isinstance(self.clevertap_batch, int) and 1 <= self.clevertap_batch <= 1000):
             raise ConfigError(f"clevertap_batch {self.clevertap_batch!r} must be a whole number from 1 to 1000 (CleverTap's limit per upload)")
         if not (isinstance(self.clevertap_concurrency, int) and 1 <= self.clevertap_concurrency <= 15):

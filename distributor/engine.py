@@ -56,7 +56,7 @@ from .loading import load_segment
 from .segment import Segment, open_segment
 from .throttle import Throttle
 from .units import format_duration
-from .push import PushOutcome, PushStats, RunPush
+from .push import PushOutcome, PushStats, RunPush, expiry_epoch
 from .voucherify import ApiError, Campaign, Publication, RateLimitHeaders, TransportError, VoucherifyClient
 
 log = logging.getLogger("distributor")
@@ -413,7 +413,10 @@ class Distribution:
             )
             self.stats.failed += 1
             return
-        self._journal.complete(member.id, self._run_id, code=publication.code, publication_id=publication.id)
+        self._journal.complete(
+            member.id, self._run_id, code=publication.code, publication_id=publication.id,
+            expires_at=expiry_epoch(publication.expiration_date),  # h7-clevertap: --expiry-property
+        )
         self.stats.published += 1
 
     async def _call_with_retries(

@@ -54,14 +54,12 @@ def export_files(config: JobConfig, journal: Journal, *, run_id: int, key: str) 
     since the last finished run, and the members who left the segment — all from one snapshot of the journal."""
     property_name = config.property_name
     with journal.snapshot():
-        codes = outputs.write_codes(config.output, journal.codes(), key=key, property=property_name)
-        outputs.write_manifest(config.manifest_path, key=key, property=property_name)
+        codes = _write_codes(config, journal, config.output, key=key, property_name=property_name)
+        outputs.write_manifest(config.manifest_path, key=key, property=property_name, expiry_property=config.expiry_property)
         errors = outputs.write_errors(config.errors_path, journal.failures(), key=key)
         skipped = outputs.write_skipped(config.skipped_path, journal.skipped(run_id))
         since = journal.last_finished_run(before=run_id)
-        new = outputs.write_codes(
-            new_codes_path(config), journal.codes_published_after(since), key=key, property=property_name
-        )
+        new = _write_codes(config, journal, new_codes_path(config), key=key, property_name=property_name, after_run=since)
         left = _write_left(left_path(config), journal, run_id, key=key)
     files = {
         "codes": config.output,
@@ -72,6 +70,20 @@ def export_files(config: JobConfig, journal: Journal, *, run_id: int, key: str) 
         "left": left_path(config),
     }
     return Exported(files, codes, errors, skipped, new_codes=new, left=left, run_id=run_id)
+
+
+def _write_codes(
+    config: JobConfig, journal: Journal, path: Path, *, key: str, property_name: str, after_run: int | None = None
+) -> int:
+    """The codes CSV (all codes, or those published after ``after_run``); with ``--expiry-property`` (h7-clevertap)
+    a third column holds each code's expiration date."""
+    if config.expiry_property is None:
+        rows = journal.codes() if after_run is None else journal.codes_published_after(after_run)
+        return outputs.write_codes(path, rows, key=key, property=property_name)
+    return outputs.write_codes_with_expiry(
+        path, journal.codes_with_expiry(after_run=after_run), key=key, property=property_name,
+        expiry_property=config.expiry_property,
+    )
 
 
 def export_journal(config: JobConfig, journal: Journal, *, property_name: str | None = None) -> Exported:

@@ -88,11 +88,12 @@ CREATE TABLE IF NOT EXISTS calls (
 CREATE INDEX IF NOT EXISTS calls_by_time ON calls (at);
 """
 
-# MIGRATION(h7-clevertap): schema 3 adds the table `pushes`, each member's CleverTap push state, keyed on the
-# member; nothing else changes and no existing row is touched.  New journals get it with the rest of the schema;
-# older journals get it from the `version < 3` step of Journal._migrate.  The statement is idempotent.
-_PUSH_SCHEMA = """
-CREATE TABLE IF NOT EXISTS pushes (
+# MIGRATION(h7-clevertap): schema 3 adds the table `pushes`, each member's CleverTap push state, and the table
+# `code_expiry`, the expiration date of each member's voucher (when it has one), both keyed on the member; nothing
+# else changes and no existing row is touched.  New journals get them with the rest of the schema;
+# older journals get them from the `version < 3` step of Journal._migrate.  Both statements are idempotent.
+_PUSH_TABLES = (
+    """CREATE TABLE IF NOT EXISTS pushes (
     member_id INTEGER PRIMARY KEY,
     code TEXT NOT NULL,          -- the code this state is about (a member's code never changes; checked anyway)
     state TEXT NOT NULL CHECK (state IN ('pushed', 'failed', 'again')),  -- again: `push --all` asked to resend
@@ -101,8 +102,13 @@ CREATE TABLE IF NOT EXISTS pushes (
     error_message TEXT,
     pushed_at REAL,              -- Unix time CleverTap confirmed it holds the code
     updated_at REAL NOT NULL
-);
-"""
+)""",
+    """CREATE TABLE IF NOT EXISTS code_expiry (
+    member_id INTEGER PRIMARY KEY,
+    expires_at REAL NOT NULL     -- Unix time the member's voucher expires (Voucherify's expiration_date)
+)""",
+)
+_PUSH_SCHEMA = "".join(f"{statement};\n" for statement in _PUSH_TABLES)
 
 
 @dataclass(frozen=True)
@@ -197,8 +203,9 @@ class Journal:
                 self._db.execute("ALTER TABLE runs ADD COLUMN loaded_at REAL")
                 self._db.execute("UPDATE runs SET loaded_at = started_at WHERE exit_code IS NULL OR exit_code <> 2")
             if version < 3:
-                # MIGRATION(h7-clevertap): v3 adds the CleverTap push-state table (see _PUSH_SCHEMA)
-                self._db.execute(_PUSH_SCHEMA)
+                # MIGRATION(h7-clevertap): v3 adds the CleverTap push-state and code-expiry tables (_PUSH_SCHEMA)
+                for statement in _PUSH_TABLES:
+                    self._db.execute(statement)
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
@@ -368,9 +375,15 @@ class Journal:
                     (at, member_id),
                 )
 
-    def complete(self, member_id: int, run_id: int, *, code: str, publication_id: str | None) -> None:
-        """Save the code Voucherify holds for this member.  Commits."""
+    def complete(
+        self, member_id: int, run_id: int, *, code: str, publication_id: str | None, expires_at: float | None = None
+    ) -> None:
+        """Save the code Voucherify holds for this member (and when it expires, if it does).  Commits."""
         with self._transaction():
+            if expires_at is not None:  # h7-clevertap: --expiry-property
+                self._db.execute(
+                    "INSERT OR REPLACE INTO code_expiry (member_id, expires_at) VALUES (?, ?)", (member_id, expires_at)
+                )
             self._db.execute(
                 """UPDATE members SET state = 'done', code = ?, publication_id = ?, done_run = ?,
                        error_status = NULL, error_key = NULL, error_message = NULL, request_id = NULL, updated_at = ?
@@ -444,12 +457,13 @@ class Journal:
 
     # ------------------------------------------------------------------ CleverTap push state (h7-clevertap)
     # A member needs pushing when it holds a code and CleverTap has not confirmed holding that very code.
-    def unpushed(self, *, after_id: int, limit: int) -> list[tuple[int, str, str]]:
-        """``(member_id, identity, code)`` of members holding a code CleverTap has not confirmed, by id."""
+    def unpushed(self, *, after_id: int, limit: int) -> list[tuple[int, str, str, float | None]]:
+        """``(member_id, identity, code, expires_at)`` of members holding a code CleverTap has not confirmed."""
         return [
-            (row[0], row[1], row[2])
+            (row[0], row[1], row[2], row[3])
             for row in self._db.execute(
-                """SELECT m.id, m.identity, m.code FROM members m LEFT JOIN pushes p ON p.member_id = m.id
+                """SELECT m.id, m.identity, m.code, e.expires_at FROM members m
+                   LEFT JOIN pushes p ON p.member_id = m.id LEFT JOIN code_expiry e ON e.member_id = m.id
                    WHERE m.state = 'done' AND m.id > ? AND (p.member_id IS NULL OR p.state <> 'pushed' OR p.code <> m.code)
                    ORDER BY m.id LIMIT ?""",
                 (after_id, limit),
@@ -511,6 +525,19 @@ class Journal:
                 """SELECT m.identity, m.seen_row, m.code, p.error_code, p.error_message, p.attempts
                    FROM pushes p JOIN members m ON m.id = p.member_id
                    WHERE p.state = 'failed' AND p.code = m.code AND m.state = 'done' ORDER BY m.id"""
+            )
+        )
+
+    def codes_with_expiry(self, *, after_run: int | None = None) -> Iterator[tuple[str, str, float | None]]:
+        """``(identity, code, expires_at)`` of every member holding a code (or only those who got it in a run after
+        ``after_run``), in order of first appearance."""
+        where = "" if after_run is None else "AND m.done_run > ?"
+        yield from (
+            (row[0], row[1], row[2])
+            for row in self._db.execute(
+                f"""SELECT m.identity, m.code, e.expires_at FROM members m LEFT JOIN code_expiry e ON e.member_id = m.id
+                    WHERE m.state = 'done' {where} ORDER BY m.id""",
+                () if after_run is None else (after_run,),
             )
         )
 

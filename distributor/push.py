@@ -23,6 +23,7 @@ import random
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +96,7 @@ class Item:
     member_id: int
     identity: str
     code: str
+    expires_at: float | None = None
 
 
 @dataclass
@@ -105,6 +107,8 @@ class Pusher:
     client: CleverTapClient
     key: str
     property_name: str
+    #: ``--expiry-property``: also push the voucher's expiration date, as a CleverTap date (``$D_<epoch>``)
+    expiry_property: str | None = None
     batch_size: int = DEFAULT_BATCH
     concurrency: int = DEFAULT_CONCURRENCY
     max_attempts: int = MAX_ATTEMPTS
@@ -123,7 +127,10 @@ class Pusher:
 
     def record(self, item: Item) -> dict[str, Any]:
         """The upload record: the identifier and the code property, nothing else."""
-        return {self.key: item.identity, "type": "profile", "profileData": {self.property_name: item.code}}
+        data: dict[str, Any] = {self.property_name: item.code}
+        if self.expiry_property is not None and item.expires_at is not None:  # no expiry: the property is left out
+            data[self.expiry_property] = f"$D_{int(item.expires_at)}"
+        return {self.key: item.identity, "type": "profile", "profileData": data}
 
     async def push_waiting(self) -> None:
         """Push every code waiting now (one pass); returns when each batch has its outcome."""
@@ -252,6 +259,19 @@ class Pusher:
             await anyio.sleep(wait)
 
 
+def expiry_epoch(iso: str | None) -> float | None:
+    """Voucherify's ``expiration_date`` (ISO 8601; UTC when it names no zone) as Unix time; ``None`` if absent or
+    unreadable."""
+    if not iso:
+        return None
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        log.warning("voucher expiration_date %r is not an ISO date: left out", iso)
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
 # ---------------------------------------------------------------------- connecting
 @asynccontextmanager
 async def connect(config: JobConfig, *, transport: Any = None) -> AsyncIterator[CleverTapClient]:
@@ -307,6 +327,7 @@ def new_pusher(config: JobConfig, journal: Journal, client: CleverTapClient, *, 
     return Pusher(
         journal, client, key=journal.meta("key") or "identity",
         property_name=property_name or journal.meta("property") or config.property_name,
+        expiry_property=config.expiry_property,
         batch_size=config.clevertap_batch, concurrency=config.clevertap_concurrency,
     )
 

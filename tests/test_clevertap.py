@@ -382,3 +382,27 @@ def test_status_and_progress_show_the_push_counts(tmp_path: Path, stand_in) -> N
     assert report.clevertap == {"pushed": 5, "failed": 1, "waiting": 0}
     assert "  clevertap     5 codes pushed, 1 refused, 0 not yet pushed" in render_status(report).splitlines()
     assert describe(result.stats).endswith("; CleverTap: 5 pushed, 1 refused")
+
+
+def test_expiry_property_pushes_a_clevertap_date_and_writes_a_date_column(tmp_path: Path) -> None:
+    from distributor.sandbox import Campaign, default_campaigns
+
+    expiring = Campaign(id="camp_expiring", name="expiring-10", expiration_date="2027-01-31T23:59:59.000Z",
+                        discount={"type": "PERCENT", "percent_off": 10})
+    world_ = CleverTapWorld(CleverTapConfig(seed=1))
+    voucherify = SandboxConfig(seed=1, campaigns=[*default_campaigns(), expiring])
+    with SandboxServer(voucherify, clevertap=world_) as server:
+        assert run(config_for(tmp_path, server, ids(4), campaign="expiring-10",
+                              expiry_property="code_valid_until")).exit_code == EXIT_OK
+        # a campaign without expiry: the property is left out of the upload
+        other = tmp_path / "other"
+        other.mkdir()
+        assert run(config_for(other, server, ["x-1"], expiry_property="code_valid_until")).exit_code == EXIT_OK
+    assert world_.holds("000001")["code_valid_until"] == "$D_1801439999"  # 2027-01-31T23:59:59Z
+    assert set(world_.holds("x-1") or {}) == {PROPERTY}
+    lines = (tmp_path / "out" / "codes.csv").read_text().splitlines()
+    assert lines[0] == f"identity,{PROPERTY},code_valid_until"
+    assert all(line.endswith(",31/01/2027 23:59:59") for line in lines[1:]) and len(lines) == 5
+    manifest = json.loads((tmp_path / "out" / "codes.manifest.json").read_text())
+    assert manifest["columns"]["code_valid_until"] == {
+        "ctName": "code_valid_until", "dataType": "Date", "dateFormat": "dd/MM/yyyy HH:mm:ss"}
