@@ -216,7 +216,8 @@ class CleverTapClient:
         return cursor
 
     async def page(self, cursor: str) -> tuple[list[dict[str, Any]], str | None]:
-        body = await self._call("GET", "/1/profiles.json", params={"cursor": cursor})
+        """One page of the query: its records (numbers kept as CleverTap wrote them) and the next cursor."""
+        body = await self._call("GET", "/1/profiles.json", params={"cursor": cursor}, exact=True)
         records = body.get("records") or []
         next_cursor = body.get("next_cursor")
         return [r for r in records if isinstance(r, dict)], next_cursor if isinstance(next_cursor, str) and next_cursor else None
@@ -229,7 +230,7 @@ class CleverTapClient:
             yield records
 
     # ------------------------------------------------------------------ plumbing
-    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    async def _call(self, method: str, path: str, *, exact: bool = False, **kwargs: Any) -> dict[str, Any]:
         try:
             response = await self._http.request(method, path, **kwargs)
             content = await response.aread()
@@ -237,7 +238,7 @@ class CleverTapClient:
             raise CleverTapTransient(f"no answer from CleverTap to {method} {path} in time") from None
         except httpx.HTTPError as error:
             raise CleverTapTransient(f"no answer from CleverTap to {method} {path}: {type(error).__name__}") from None
-        body = _body(content)
+        body = _body(content, exact=exact)
         message = str(body.get("error") or f"HTTP {response.status_code}")
         code = _int(body.get("code"))
         if response.status_code in (401, 403):
@@ -251,11 +252,12 @@ class CleverTapClient:
         return body
 
 
-def _body(content: bytes) -> dict[str, Any]:
+def _body(content: bytes, *, exact: bool = False) -> dict[str, Any]:
+    """The JSON object answered (``{}`` if none); ``exact``: numbers stay the text CleverTap wrote."""
     import json
 
     try:
-        parsed = json.loads(content) if content else {}
+        parsed = (json.loads(content, parse_int=str, parse_float=str) if exact else json.loads(content)) if content else {}
     except ValueError:
         return {}
     return parsed if isinstance(parsed, dict) else {}

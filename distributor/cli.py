@@ -71,6 +71,7 @@ def _clevertap_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--clevertap", help="Push the codes to CleverTap: a region (eu1, in1, sg1, us1, aps3, mec1), a URL, or 'sandbox'. Keys: CLEVERTAP_ACCOUNT_ID, CLEVERTAP_PASSCODE."),
         click.option("--clevertap-batch", type=int, help="Records per CleverTap upload (default 1000, CleverTap's limit)."),
         click.option("--clevertap-concurrency", type=int, help="CleverTap uploads in flight at once (default 5; CleverTap allows 15)."),
+        click.option("--clevertap-query", type=click.Path(path_type=Path, dir_okay=False), help="Instead of --segment: read the members from CleverTap's profiles API with this query (JSON; \"yesterday\", \"7 days ago\" allowed)."),
         click.option("--expiry-property", help="Profile property that also receives each code's expiration date (a CSV column and a CleverTap date)."),
     ]
     for option in reversed(options):
@@ -147,6 +148,10 @@ def run(job_file: Path | None, **options: Any) -> None:
         reporter = LogProgress()
         _setup_logging(config.verbose)
     try:
+        if config.clevertap_query is not None:  # h7-clevertap: the segment from CleverTap's profiles API
+            from .audience import fetch_audience
+
+            config = fetch_audience(config)
         result = run_distribution(config, reporter=reporter, handle_signals=True)
     except DistributorError as error:
         raise Failure(str(error), error.exit_code) from None

@@ -16,6 +16,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -93,6 +94,8 @@ class JobConfig:
     clevertap_credentials: CleverTapCredentials | None = field(default=None, repr=True)
     #: ``--expiry-property``: the profile property that receives each code's expiration date (CSV and push)
     expiry_property: str | None = None
+    #: ``--clevertap-query``: read the segment from CleverTap's profiles API with this query file (audience.py)
+    clevertap_query: Path | None = None
 
     # ------------------------------------------------------------------ derived paths
     @property
@@ -118,6 +121,11 @@ class JobConfig:
     @property
     def summary_path(self) -> Path:
         return self.output.with_name(self.output.stem + ".summary.json")
+
+    @property
+    def audience_path(self) -> Path:
+        """``--clevertap-query``: where the day's audience is paged to (it then is the segment)."""
+        return self.output.with_name(f"{self.output.stem}.audience-{date.today().isoformat()}.jsonl")
 
     @property
     def budget(self) -> Rate:
@@ -150,13 +158,20 @@ class JobConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''}{where}: {', '.join(unknown)}")
+        from_clevertap = values.get("clevertap_query") not in (None, "")
+        if from_clevertap and values.get("segment") not in (None, ""):
+            raise ConfigError("give either segment (a file) or clevertap_query (CleverTap's profiles API), not both")
         for required, flag in (("segment", "--segment"), ("campaign", "--campaign"), ("rate_limit", "--rate-limit")):
+            if required == "segment" and from_clevertap:
+                continue
             if values.get(required) in (None, ""):
                 hint = " (the budget this job may spend, e.g. 80/min on a 100/min plan)" if required == "rate_limit" else ""
                 raise ConfigError(f"{required} is missing: give {flag} or set {required} in the job file{hint}")
 
         data = dict(values)
-        data["segment"] = Path(data["segment"])
+        data["segment"] = Path(data.get("segment") or "")  # clevertap_query: the audience file, set below
+        if from_clevertap:
+            data["clevertap_query"] = Path(data["clevertap_query"])
         data["rate_limit"] = data["rate_limit"] if isinstance(data["rate_limit"], Rate) else Rate.parse(data["rate_limit"])
         data["campaign"] = str(data["campaign"]).strip()
         if not data["campaign"]:
@@ -172,6 +187,8 @@ class JobConfig:
         if "timeout" in data:
             data["timeout"] = parse_duration(data["timeout"])
         config = cls(**data, job_file=job_file)
+        if from_clevertap:
+            config = replace(config, segment=config.audience_path)
         config = replace(config, credentials=config._credentials_from(env))
         if config.clevertap is not None:
             config = replace(config, clevertap_credentials=CleverTapCredentials.from_env(env))
@@ -221,6 +238,8 @@ class JobConfig:
     def _validate_clevertap(self) -> None:
         if self.clevertap is not None:
             resolve_url(str(self.clevertap))
+        if self.clevertap_query is not None and self.clevertap is None:
+            raise ConfigError("clevertap_query needs --clevertap: the account's region (eu1, in1, …), a URL or 'sandbox'")
         expiry = self.expiry_property
         if expiry is not None and (not _PROPERTY_NAME.match(expiry) or len(expiry.encode()) > 120
                                    or expiry.lower() in ("identity", "objectid", "email", "phone", self.property_name.lower())):
@@ -278,7 +297,7 @@ def _read_job_file(path: Path) -> dict[str, Any]:
             continue
         if isinstance(value, dict):
             raise ConfigError(f"unknown table [{key}] in {path}")
-        if key in ("segment", "output", "state") and isinstance(value, str) and value:
+        if key in ("segment", "output", "state", "clevertap_query") and isinstance(value, str) and value:
             value = os.path.normpath(base / value)
         values[key] = value
     return values

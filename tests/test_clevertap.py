@@ -406,3 +406,61 @@ def test_expiry_property_pushes_a_clevertap_date_and_writes_a_date_column(tmp_pa
     manifest = json.loads((tmp_path / "out" / "codes.manifest.json").read_text())
     assert manifest["columns"]["code_valid_until"] == {
         "ctName": "code_valid_until", "dataType": "Date", "dateFormat": "dd/MM/yyyy HH:mm:ss"}
+
+
+# ---------------------------------------------------------------------- the audience from CleverTap's profiles API
+def test_query_relative_dates_become_clevertap_day_numbers(tmp_path: Path) -> None:
+    from datetime import date
+
+    from distributor.audience import read_query
+
+    path = tmp_path / "q.json"
+    path.write_text(json.dumps({"event_name": "Charged", "from": "yesterday", "to": "today",
+                                "common_profile_properties": {"x": ["7 days ago", "Yesterday "]}, "keep": "now"}))
+    assert read_query(path, today=date(2026, 3, 1)) == {
+        "event_name": "Charged", "from": 20260228, "to": 20260301,
+        "common_profile_properties": {"x": [20260222, 20260228]}, "keep": "now"}
+    path.write_text("{oops")
+    with pytest.raises(ConfigError, match="q.json is not valid JSON: line 1 column 2"):
+        read_query(path)
+
+
+def test_run_reads_the_audience_from_clevertap_then_next_day_publishes_only_newcomers(tmp_path: Path, stand_in) -> None:
+    server = stand_in(query_error_rate=0.3, seed=4)
+    for identity in ("000123", "+4915112345", "null", "Anna.B"):
+        world(server).profiles[("identity", identity)] = {"Name": "someone"}
+    query = tmp_path / "charged-yesterday.json"
+    query.write_text(json.dumps({"event_name": "Charged", "from": "yesterday", "to": "yesterday"}))
+    args = ["run", "--clevertap-query", str(query), "--campaign", "reactivation-20", "--rate-limit", "600/min",
+            "--api-url", server.url, "--output", str(tmp_path / "out" / "codes.csv"), "--property", PROPERTY,
+            "--clevertap", server.url]
+    first = CliRunner().invoke(main, args, env={**SANDBOX_ENV, **CT_ENV})
+    assert first.exit_code == EXIT_OK, first.output
+    _, codes = read_codes(tmp_path / "out" / "codes.csv")
+    assert set(codes) == {"000123", "+4915112345", "Anna.B"}  # exact; the placeholder is skipped and reported
+    assert "null" in (tmp_path / "out" / "codes.skipped.csv").read_text()
+    assert {identity: world(server).holds(identity)[PROPERTY] for identity in codes} == codes
+    assert world(server).holds("000123")["Name"] == "someone"  # the push only added the code
+
+    world(server).profiles[("identity", "newcomer")] = {}
+    second = CliRunner().invoke(main, args, env={**SANDBOX_ENV, **CT_ENV})
+    assert second.exit_code == EXIT_OK, second.output
+    assert "published     1" in second.output
+    assert server.sandbox.stats()["publications"] == 4
+    assert world(server).counts["query_faults"] > 0  # 429s and 503s while paging were retried
+
+
+def test_paging_many_profiles_with_a_small_batch(tmp_path: Path, stand_in, monkeypatch: pytest.MonkeyPatch) -> None:
+    from distributor import audience
+
+    monkeypatch.setattr(audience, "BATCH_SIZE", 7)
+    server = stand_in()
+    for index in range(50):
+        world(server).profiles[("identity", f"p{index}")] = {}
+    query = tmp_path / "q.json"
+    query.write_text("{}")
+    config = config_for(tmp_path, server, [], segment=None, clevertap_query=query)
+    audience.fetch_audience(config)
+    lines = config.segment.read_text().splitlines()
+    assert sorted(json.loads(line)["identity"] for line in lines) == sorted(f"p{index}" for index in range(50))
+    assert config.segment.name.startswith("codes.audience-") and config.segment.suffix == ".jsonl"

@@ -62,6 +62,8 @@ class CleverTapConfig:
     error_rate: float = 0.0
     lost_answer_rate: float = 0.0
     record_failure_rate: float = 0.0
+    #: share of profiles-query calls (start and pages) answered 429 (half) or 503 (half), as its small cap does
+    query_error_rate: float = 0.0
     max_batch_size: int = 5000
     #: Identities CleverTap refuses for good (523), as it does a malformed one: per-record final failures.
     refused_identities: frozenset[str] = frozenset()
@@ -98,7 +100,7 @@ class CleverTapWorld:
         self.writes: list[Write] = []
         self.counts: dict[str, int] = {
             "uploads": 0, "records": 0, "unauthorized": 0, "too_many_concurrent": 0, "fault_5xx": 0,
-            "lost_answer": 0, "record_failures": 0, "too_many_records": 0, "identifier_properties": 0,
+            "lost_answer": 0, "record_failures": 0, "too_many_records": 0, "identifier_properties": 0, "query_faults": 0,
         }
         self.max_in_flight = 0
         self._in_flight = 0
@@ -272,8 +274,19 @@ def clevertap_routes(world: CleverTapWorld) -> list[Route]:
 
         return await guarded(request, handle)
 
+    def query_fault() -> Response | None:
+        if not world.draw(world.config.query_error_rate):
+            return None
+        world.counts["query_faults"] += 1
+        if world.draw(0.5):
+            return JSONResponse({"status": "fail", "error": "Too many concurrent requests", "code": 429}, 429)
+        return JSONResponse({"status": "fail", "error": "Service Unavailable", "code": 503}, 503)
+
     async def profiles_start(request: Request) -> Response:
         async def handle() -> Response:
+            fault = query_fault()
+            if fault is not None:
+                return fault
             try:
                 batch_size = int(request.query_params.get("batch_size", "10"))
             except ValueError:
@@ -285,6 +298,9 @@ def clevertap_routes(world: CleverTapWorld) -> list[Route]:
 
     async def profiles_page(request: Request) -> Response:
         async def handle() -> Response:
+            fault = query_fault()
+            if fault is not None:
+                return fault
             status, answer = world.page(request.query_params.get("cursor", ""))
             return JSONResponse(answer, status)
 
