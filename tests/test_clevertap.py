@@ -181,6 +181,13 @@ def test_regions_urls_and_the_passcode_never_shown() -> None:
     assert "s3cr3t" not in repr(credentials) and "s3cr3t" not in str(credentials)
     client = CleverTapClient("https://api.clevertap.com", credentials)
     assert "s3cr3t" not in repr(client)
+    config = JobConfig.load(None, {"segment": "s.csv", "campaign": "c", "rate_limit": "1/s", "api_url": "sandbox",
+                                   "clevertap": "eu1"},
+                            {"CLEVERTAP_ACCOUNT_ID": "ACC-1", "CLEVERTAP_PASSCODE": "s3cr3t-passcode"})
+    assert config.clevertap_credentials == credentials and "s3cr3t" not in repr(config)
+    with pytest.raises(ConfigError, match="CLEVERTAP_PASSCODE is not set"):
+        JobConfig.load(None, {"segment": "s.csv", "campaign": "c", "rate_limit": "1/s", "api_url": "sandbox",
+                              "clevertap": "eu1"}, {"CLEVERTAP_ACCOUNT_ID": "ACC-1"})
 
 
 # ---------------------------------------------------------------------- run --clevertap

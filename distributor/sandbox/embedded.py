@@ -93,3 +93,5 @@ def embedded_clevertap(config: JobConfig) -> Iterator[tuple[str, CleverTapCreden
         yield server.url, CleverTapCredentials(world.config.account_id, world.config.passcode)
     log.info("CleverTap sandbox now holds %d profiles; %d uploads, %d records received", len(world.profiles),
              world.counts["uploads"], world.counts["records"])
+    for (key, identity), properties in list(world.profiles.items())[:3]:
+        log.info("  CleverTap profile %s=%s: %s", key, identity, properties)
