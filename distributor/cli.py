@@ -419,6 +419,8 @@ def _files_config(job_file: Path | None, options: dict[str, Any], *, need_output
         raise Failure("which distribution? give its JOB_FILE, --output or --state", EXIT_UNUSABLE_INPUT)
     placeholders: dict[str, Any] = {}
     for key, value in (("segment", "unused.csv"), ("rate_limit", "1/s"), ("campaign", "unused")):
+        if key == "segment" and "clevertap_query" in present:  # h7-clevertap: the audience stands for the segment
+            continue
         if key not in present:
             placeholders[key] = value
     if "output" not in present and "campaign" not in present and "distribution" not in present:

@@ -471,3 +471,18 @@ def test_paging_many_profiles_with_a_small_batch(tmp_path: Path, stand_in, monke
     lines = config.segment.read_text().splitlines()
     assert sorted(json.loads(line)["identity"] for line in lines) == sorted(f"p{index}" for index in range(50))
     assert config.segment.name.startswith("codes.audience-") and config.segment.suffix == ".jsonl"
+
+
+def test_status_and_push_take_a_job_file_whose_audience_comes_from_clevertap(tmp_path: Path, stand_in) -> None:
+    server = stand_in()
+    world(server).profiles[("identity", "q-1")] = {}
+    (tmp_path / "q.json").write_text("{}")
+    job = tmp_path / "job.toml"
+    job.write_text(f'clevertap_query = "q.json"\ncampaign = "reactivation-20"\nrate_limit = "600/min"\n'
+                   f'api_url = "{server.url}"\nclevertap = "{server.url}"\noutput = "out/codes.csv"\n')
+    runner = CliRunner()
+    assert runner.invoke(main, ["run", str(job)], env={**SANDBOX_ENV, **CT_ENV}).exit_code == EXIT_OK
+    status = runner.invoke(main, ["status", str(job)])
+    assert status.exit_code == EXIT_OK and "1 codes pushed" in status.output, status.output
+    pushed = runner.invoke(main, ["push", str(job)], env=CT_ENV)
+    assert pushed.exit_code == EXIT_OK and "holds      1 codes" in pushed.output, pushed.output
