@@ -486,3 +486,33 @@ def test_status_and_push_take_a_job_file_whose_audience_comes_from_clevertap(tmp
     assert status.exit_code == EXIT_OK and "1 codes pushed" in status.output, status.output
     pushed = runner.invoke(main, ["push", str(job)], env=CT_ENV)
     assert pushed.exit_code == EXIT_OK and "holds      1 codes" in pushed.output, pushed.output
+
+
+@pytest.mark.slow
+def test_sigterm_pushes_what_was_published_before_exiting_3(tmp_path: Path, stand_in) -> None:
+    server = stand_in()
+    members = ids(400)
+    segment = write_segment(tmp_path / "s.csv", members)
+    journal = tmp_path / "out" / "codes.journal.sqlite"
+    args = ["--segment", str(segment), "--campaign", "reactivation-20", "--rate-limit", "40/s", "--api-url", server.url,
+            "--output", str(tmp_path / "out" / "codes.csv"), "--property", PROPERTY, "--clevertap", server.url]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **SANDBOX_ENV, **CT_ENV}
+    process = subprocess.Popen([sys.executable, "-m", "distributor", "run", *args], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def pushed() -> int:
+        try:
+            with Journal.open(journal, readonly=True) as opened:
+                return opened.push_counts()["pushed"]
+        except (JournalError, sqlite3.Error):
+            return 0
+
+    wait_for(lambda: pushed() >= 30)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == EXIT_STOPPED, err
+    held = journal_codes(journal)
+    assert 30 <= len(held) < 400
+    assert clevertap_codes(server) == held  # everything published before the stop reached CleverTap
+    summary = json.loads((tmp_path / "out" / "codes.summary.json").read_text())
+    assert summary["clevertap"]["waiting"] == 0 and summary["reason"] == "interrupted"
