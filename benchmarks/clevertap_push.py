@@ -40,13 +40,20 @@ from distributor.sandbox.clevertap import (
 from distributor.units import Rate
 
 ENV = {
-    "VOUCHERIFY_APP_ID": DEMO_APP_ID, "VOUCHERIFY_APP_TOKEN": DEMO_APP_TOKEN,
-    "CLEVERTAP_ACCOUNT_ID": DEMO_ACCOUNT_ID, "CLEVERTAP_PASSCODE": DEMO_PASSCODE,
+    "VOUCHERIFY_APP_ID": DEMO_APP_ID,
+    "VOUCHERIFY_APP_TOKEN": DEMO_APP_TOKEN,
+    "CLEVERTAP_ACCOUNT_ID": DEMO_ACCOUNT_ID,
+    "CLEVERTAP_PASSCODE": DEMO_PASSCODE,
 }
 SCENARIOS: dict[str, dict[str, Any]] = {
     "clean": {"latency": 0.08},
-    "faults": {"latency": 0.08, "error_rate": 0.05, "lost_answer_rate": 0.05, "record_failure_rate": 0.02,
-               "max_concurrent": 3},
+    "faults": {
+        "latency": 0.08,
+        "error_rate": 0.05,
+        "lost_answer_rate": 0.05,
+        "record_failure_rate": 0.02,
+        "max_concurrent": 3,
+    },
 }
 #: The job's options per scenario: under faults, small batches, so that many uploads meet them.
 JOB_OPTIONS: dict[str, dict[str, Any]] = {"clean": {}, "faults": {"clevertap_batch": 20}}
@@ -69,11 +76,22 @@ def percentile(values: list[float], share: float) -> float:
 def scenario(name: str, members: int, rate: str) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="bench-clevertap-"))
     world = CleverTapWorld(CleverTapConfig(seed=11, **SCENARIOS[name]))
-    with SandboxServer(SandboxConfig(rate_limit=Rate.parse(rate), latency_median=0.05, seed=11), clevertap=world) as server:
-        config = JobConfig.load(None, {
-            "segment": segment(folder, members), "campaign": "reactivation-20", "api_url": server.url,
-            "rate_limit": rate, "output": folder / "codes.csv", "clevertap": server.url, **JOB_OPTIONS[name],
-        }, ENV)
+    with SandboxServer(
+        SandboxConfig(rate_limit=Rate.parse(rate), latency_median=0.05, seed=11), clevertap=world
+    ) as server:
+        config = JobConfig.load(
+            None,
+            {
+                "segment": segment(folder, members),
+                "campaign": "reactivation-20",
+                "api_url": server.url,
+                "rate_limit": rate,
+                "output": folder / "codes.csv",
+                "clevertap": server.url,
+                **JOB_OPTIONS[name],
+            },
+            ENV,
+        )
         started = time.perf_counter()
         result = run_distribution(config)
         elapsed = time.perf_counter() - started
@@ -85,12 +103,20 @@ def scenario(name: str, members: int, rate: str) -> dict[str, Any]:
     delays = [first_write[identity] - at for identity, at in saved.items() if identity in first_write]
     pushed = result.summary["clevertap"]
     return {
-        "scenario": name, "members": members, "exit": result.exit_code, "elapsed": elapsed,
-        "held": len(world.profiles), "median": statistics.median(delays), "p99": percentile(delays, 0.99),
-        "max": max(delays), "records_per_member": len(world.writes) / max(1, len(world.profiles)),
+        "scenario": name,
+        "members": members,
+        "exit": result.exit_code,
+        "elapsed": elapsed,
+        "held": len(world.profiles),
+        "median": statistics.median(delays),
+        "p99": percentile(delays, 0.99),
+        "max": max(delays),
+        "records_per_member": len(world.writes) / max(1, len(world.profiles)),
         "sent_per_member": pushed["this_run"]["records_sent"] / max(1, pushed["pushed"]),
-        "uploads": pushed["this_run"]["requests"], "retries": pushed["this_run"]["retries"],
-        "rate_limited": pushed["this_run"]["rate_limited"], "max_in_flight": world.max_in_flight,
+        "uploads": pushed["this_run"]["requests"],
+        "retries": pushed["this_run"]["retries"],
+        "rate_limited": pushed["this_run"]["rate_limited"],
+        "max_in_flight": world.max_in_flight,
     }
 
 
@@ -100,13 +126,17 @@ def main() -> None:
     parser.add_argument("--rate", default="6000/min", help="Voucherify budget (default 6000/min)")
     options = parser.parse_args()
     members = 600 if options.quick else 3000
-    print(f"{'scenario':8} {'members':>7} {'exit':>4} {'run s':>6} {'held':>5} {'median s':>8} {'p99 s':>6} "
-          f"{'max s':>6} {'applied/member':>14} {'sent/member':>11} {'uploads':>7} {'retries':>7} {'429':>4} {'in flight':>9}")
+    print(
+        f"{'scenario':8} {'members':>7} {'exit':>4} {'run s':>6} {'held':>5} {'median s':>8} {'p99 s':>6} "
+        f"{'max s':>6} {'applied/member':>14} {'sent/member':>11} {'uploads':>7} {'retries':>7} {'429':>4} {'in flight':>9}"
+    )
     for name in SCENARIOS:
         r = scenario(name, members, options.rate)
-        print(f"{r['scenario']:8} {r['members']:>7} {r['exit']:>4} {r['elapsed']:>6.1f} {r['held']:>5} "
-              f"{r['median']:>8.2f} {r['p99']:>6.2f} {r['max']:>6.2f} {r['records_per_member']:>14.3f} "
-              f"{r['sent_per_member']:>11.3f} {r['uploads']:>7} {r['retries']:>7} {r['rate_limited']:>4} {r['max_in_flight']:>9}")
+        print(
+            f"{r['scenario']:8} {r['members']:>7} {r['exit']:>4} {r['elapsed']:>6.1f} {r['held']:>5} "
+            f"{r['median']:>8.2f} {r['p99']:>6.2f} {r['max']:>6.2f} {r['records_per_member']:>14.3f} "
+            f"{r['sent_per_member']:>11.3f} {r['uploads']:>7} {r['retries']:>7} {r['rate_limited']:>4} {r['max_in_flight']:>9}"
+        )
 
 
 if __name__ == "__main__":

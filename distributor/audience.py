@@ -61,7 +61,9 @@ def read_query(path: Path, *, today: date | None = None) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"clevertap_query {path} cannot be read: {error}") from None
     except json.JSONDecodeError as error:
-        raise ConfigError(f"clevertap_query {path} is not valid JSON: line {error.lineno} column {error.colno}: {error.msg}") from None
+        raise ConfigError(
+            f"clevertap_query {path} is not valid JSON: line {error.lineno} column {error.colno}: {error.msg}"
+        ) from None
     if not isinstance(query, dict):
         raise ConfigError(f"clevertap_query {path} must hold one JSON object (CleverTap's query)")
     resolved = _resolve_dates(query, today or date.today())
@@ -103,9 +105,13 @@ async def _fetch(config: JobConfig, query: dict[str, Any], path: Path) -> int:
             try:
                 return await _page_into(client, query, path, Path(config.clevertap_query or ""))
             except _CursorLost:
-                log.warning("CleverTap no longer knows the query's cursor: asking again from the start (%d)", restart + 1)
-        raise StopRun(f"CleverTap at {where} kept losing the profiles query's cursor; run the same command again later",
-                      reason="clevertap_unreachable")
+                log.warning(
+                    "CleverTap no longer knows the query's cursor: asking again from the start (%d)", restart + 1
+                )
+        raise StopRun(
+            f"CleverTap at {where} kept losing the profiles query's cursor; run the same command again later",
+            reason="clevertap_unreachable",
+        )
 
 
 class _CursorLost(Exception):
@@ -136,11 +142,17 @@ async def _retrying(call: Any, doing: str) -> Any:
         try:
             return await call()
         except CleverTapAuthError as error:
-            raise StopRun(f"CleverTap refused the account id or passcode while {doing} (HTTP {error.status}): check "
-                          "CLEVERTAP_ACCOUNT_ID, CLEVERTAP_PASSCODE and --clevertap", reason="clevertap_unauthorized") from None
+            raise StopRun(
+                f"CleverTap refused the account id or passcode while {doing} (HTTP {error.status}): check "
+                "CLEVERTAP_ACCOUNT_ID, CLEVERTAP_PASSCODE and --clevertap",
+                reason="clevertap_unauthorized",
+            ) from None
         except CleverTapTransient as error:
             if attempt == _PAGE_ATTEMPTS:
-                raise StopRun(f"CleverTap does not answer while {doing} ({error.message}); nothing was published: run "
-                              "the same command again later", reason="clevertap_unreachable") from None
+                raise StopRun(
+                    f"CleverTap does not answer while {doing} ({error.message}); nothing was published: run "
+                    "the same command again later",
+                    reason="clevertap_unreachable",
+                ) from None
             await anyio.sleep(backoff(attempt, base=0.5, cap=30.0))
     raise AssertionError("unreachable")

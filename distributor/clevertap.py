@@ -51,9 +51,7 @@ def resolve_url(value: str) -> str:
         return REGIONS[text.lower()]
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            f"clevertap {value!r} is neither a region ({', '.join(REGIONS)}), a URL, nor 'sandbox'"
-        )
+        raise ConfigError(f"clevertap {value!r} is neither a region ({', '.join(REGIONS)}), a URL, nor 'sandbox'")
     if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
         raise ConfigError(f"clevertap {value!r} is plain http: the passcode would travel unencrypted; use https")
     return text.rstrip("/")
@@ -186,17 +184,23 @@ class CleverTapClient:
         for entry in unprocessed:
             index = _record_index(entry, records)
             if index is None:
-                raise CleverTapTransient(f"CleverTap reported an unprocessed record that cannot be matched: {str(entry)[:200]}")
+                raise CleverTapTransient(
+                    f"CleverTap reported an unprocessed record that cannot be matched: {str(entry)[:200]}"
+                )
             code = entry.get("code") if isinstance(entry, dict) else None
             message = str(entry.get("error", "")) if isinstance(entry, dict) else str(entry)
-            failures[index] = RecordError(code if isinstance(code, int) else None, _SKIPPED.sub("", message).rstrip(" .:") or "refused")
+            failures[index] = RecordError(
+                code if isinstance(code, int) else None, _SKIPPED.sub("", message).rstrip(" .:") or "refused"
+            )
         if status == "success" and failures:
             status = "partial"
         if status not in ("success", "partial", "fail"):
             raise CleverTapTransient(f"CleverTap answered an unknown upload status {status!r}")
         processed = len(records) - len(failures)
         if status == "fail" and not failures:
-            raise CleverTapRefused(f"CleverTap refused the upload: {body.get('error') or body}", status=200, code=_int(body.get("code")))
+            raise CleverTapRefused(
+                f"CleverTap refused the upload: {body.get('error') or body}", status=200, code=_int(body.get("code"))
+            )
         return UploadOutcome(status, processed, failures)
 
     async def profile(self, identity: str) -> dict[str, Any] | None:
@@ -220,7 +224,9 @@ class CleverTapClient:
         body = await self._call("GET", "/1/profiles.json", params={"cursor": cursor}, exact=True)
         records = body.get("records") or []
         next_cursor = body.get("next_cursor")
-        return [r for r in records if isinstance(r, dict)], next_cursor if isinstance(next_cursor, str) and next_cursor else None
+        return [r for r in records if isinstance(r, dict)], next_cursor if isinstance(
+            next_cursor, str
+        ) and next_cursor else None
 
     async def profiles(self, query: Mapping[str, Any], batch_size: int) -> AsyncIterator[list[dict[str, Any]]]:
         """Every page of the profiles query (no retries here: the caller decides)."""
@@ -246,7 +252,11 @@ class CleverTapClient:
         if response.status_code == 429 or response.status_code >= 500:
             raise CleverTapTransient(message, status=response.status_code, code=code)
         if response.status_code != 200:
-            raise CleverTapRefused(f"CleverTap refused {method} {path} (HTTP {response.status_code}): {message}", status=response.status_code, code=code)
+            raise CleverTapRefused(
+                f"CleverTap refused {method} {path} (HTTP {response.status_code}): {message}",
+                status=response.status_code,
+                code=code,
+            )
         if not body and method == "POST":
             raise CleverTapTransient(f"CleverTap answered {method} {path} with an unreadable body")
         return body
@@ -257,7 +267,9 @@ def _body(content: bytes, *, exact: bool = False) -> dict[str, Any]:
     import json
 
     try:
-        parsed = (json.loads(content, parse_int=str, parse_float=str) if exact else json.loads(content)) if content else {}
+        parsed = (
+            (json.loads(content, parse_int=str, parse_float=str) if exact else json.loads(content)) if content else {}
+        )
     except ValueError:
         return {}
     return parsed if isinstance(parsed, dict) else {}

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .config import DEFAULT_API_URL, DEFAULT_PROPERTY, JobConfig
 from .errors import EXIT_STOPPED, EXIT_UNUSABLE_INPUT, DistributorError
 from .status import DEFAULT_ERRORS
 from .units import format_duration
 
 if TYPE_CHECKING:
+    from .export import Exported
     from .planning import Plan
     from .status import Status
 
@@ -59,6 +60,7 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--timeout", help="Seconds to wait for one answer (default 30s)."),
         click.option("--max-attempts", type=int, help="Attempts per member before it is recorded as failed (default 8)."),
         click.option("-v", "--verbose", is_flag=True, default=None, help="Log every decision, not just progress."),
+        click.option("--deliver-to", type=click.Choice(["members", "leavers"]), help="Who gets a code: every member of the segment (default), or each member who left it since the previous complete run."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -342,15 +344,17 @@ def status(job_file: Path | None, error_count: int, window: str, as_json: bool, 
 @main.command()
 @_job_options
 @click.option("--json", "as_json", is_flag=True, help="Print the files written and their counts as JSON.")
-def export(job_file: Path | None, as_json: bool, **options: Any) -> None:
+@click.option("--calls", "calls_only", is_flag=True, help="Write only <name>.calls.csv: every API call the journal logged (when, member, endpoint, outcome, HTTP status, request id).")
+def export(job_file: Path | None, as_json: bool, calls_only: bool, **options: Any) -> None:
     """Rewrite the CleverTap CSV and the reports from the journal, at any time — also while a run is going.
 
     Give the JOB_FILE (or the same options as run), or --state / --output.  No keys are needed and no API call is
-    made.  Writes, beside the output: the codes CSV and its manifest, <name>.new.csv (the codes published since the
-    last run that went through its whole segment: the daily upload), <name>.left.csv (members who left the
-    segment; they keep their codes), the errors and the skipped-rows reports.  The key column and the property are
-    the ones the runs used (the journal remembers them); --property renames the column.  Every file is written
-    to a temporary name and renamed, so CleverTap never picks up half a file.
+    made.  Writes, beside the output: the codes CSV and its manifest, the latest run's delta
+    <name>.new.<date>.run<N>.csv (the codes that run published: the daily upload), <name>.left.csv (members who
+    left the segment; they keep their codes), the errors and the skipped-rows reports.  The key column and the
+    property are the ones the runs used (the journal remembers them); --property renames the column.  Every file
+    is written to a temporary name and renamed, so CleverTap never picks up half a file, and a run's own final
+    write waits for an export going on (and vice versa), so the files always hold the newest snapshot.
 
     \b
     Exit codes: 0 the files were written; 2 there is no journal to export, or no --output to write to.
@@ -359,7 +363,11 @@ def export(job_file: Path | None, as_json: bool, **options: Any) -> None:
     Examples:
         distributor export jobs/reactivation.toml
         distributor export --state out/reactivation.journal.sqlite --output /tmp/snapshot.csv
+        distributor export jobs/reactivation.toml --calls
     """
+    if calls_only:
+        _export_calls(job_file, options, as_json)
+        return
     from .export import export_journal
     from .journal import Journal
     from .status import no_journal, run_in_progress
@@ -378,7 +386,8 @@ def export(job_file: Path | None, as_json: bool, **options: Any) -> None:
     if as_json:
         click.echo(json.dumps({
             "journal": str(config.journal_path), "run_id": exported.run_id, "run_in_progress": holder,
-            "codes": exported.codes, "new_codes": exported.new_codes, "left": exported.left,
+            "codes": exported.codes, "new_codes": exported.new_codes, "delta_run": exported.delta_run,
+            "delta_since_run": exported.delta_since_run, "left": exported.left,
             "errors": exported.errors, "skipped": exported.skipped,
             "files": {name: str(path) for name, path in exported.files.items()},
         }, indent=2))
@@ -387,12 +396,111 @@ def export(job_file: Path | None, as_json: bool, **options: Any) -> None:
     click.echo(f"exported from {config.journal_path} (run {exported.run_id}"
                + (f", in progress: {holder})" if holder else ")"))
     click.echo(f"  codes     {files['codes']} ({exported.codes} codes) + {files['manifest'].name}")
-    click.echo(f"  new       {files['new']} ({exported.new_codes} codes since the last finished run)")
+    click.echo(_delta_line(exported))
     click.echo(f"  left      {files['left']} ({exported.left} members no longer in the segment)")
     click.echo(f"  errors    {files['errors']} ({exported.errors} members)")
     click.echo(f"  skipped   {files['skipped']} ({exported.skipped} rows)")
     if holder:
         click.echo("a run is in progress: these files are a snapshot; the run rewrites them when it ends")
+
+
+def _export_calls(job_file: Path | None, options: dict[str, Any], as_json: bool) -> None:
+    """``export --calls``: the journal's record of every API call, as CSV."""
+    from .export import export_calls
+    from .journal import Journal
+    from .status import no_journal
+
+    config = _files_config(job_file, options, need_output=True)
+    if not config.journal_path.exists():
+        raise Failure(no_journal(config.journal_path), EXIT_UNUSABLE_INPUT)
+    try:
+        with Journal.open(config.journal_path, readonly=True) as journal:
+            path, count = export_calls(config, journal)
+    except DistributorError as error:
+        raise Failure(str(error), error.exit_code) from None
+    except OSError as error:
+        raise Failure(f"cannot write {config.output.parent}: {error.strerror or error}", EXIT_UNUSABLE_INPUT) from None
+    if as_json:
+        click.echo(json.dumps({"journal": str(config.journal_path), "calls": count, "file": str(path)}, indent=2))
+    else:
+        click.echo(f"exported {count:,} calls from {config.journal_path} to {path}")
+
+
+@main.command(name="verify")
+@_job_options
+@click.option("--sample", type=click.IntRange(min=1), default=None, help="Check a random sample of N published members (default 100).")
+@click.option("--all", "check_all", is_flag=True, help="Check every member the journal says was published.")
+@click.option("--seed", type=int, help="Seed of the random sample (default: a new one, printed, so the same sample can be checked again).")
+@click.option("--report", type=click.Path(path_type=Path, dir_okay=False), help="Mismatch report to write (default <output>.verify.csv).")
+def verify_command(
+    job_file: Path | None, sample: int | None, check_all: bool, seed: int | None, report: Path | None, **options: Any
+) -> None:
+    """Check the journal against Voucherify: does each member hold the code the journal says?
+
+    Takes the same JOB_FILE and options as run (the segment is not read).  For each member checked it looks the
+    publication up by its key (GET /v1/publications?source_id=…) and compares code, customer and campaign.  The
+    calls go through the same throttle and budget as a run; what a full audit would cost is shown first.  The
+    journal is only read, never changed.
+
+    \b
+    Exit codes: 0 every member checked matches; 1 some do not (see the report: identity, journal code,
+    Voucherify code, why); 2 unusable configuration or no journal; 3 stopped (bad keys, Voucherify unreachable,
+    a run in progress, or members left unchecked).
+
+    \b
+    Examples:
+        distributor verify jobs/reactivation.toml                 # 100 random members
+        distributor verify jobs/reactivation.toml --sample 500 --seed 7
+        distributor verify jobs/reactivation.toml --all --rate-limit 20/min
+    """
+    import random
+
+    from .verify import DEFAULT_SAMPLE, verify
+
+    if check_all and sample is not None:
+        raise Failure("give --sample N or --all, not both", EXIT_UNUSABLE_INPUT)
+    config = _load_config(job_file, _with_unused_segment(job_file, options))
+    _setup_logging(config.verbose)
+    seed = random.SystemRandom().randrange(1, 1_000_000) if seed is None and not check_all else seed
+    try:
+        audit = verify(
+            config, sample=None if check_all else (sample or DEFAULT_SAMPLE), seed=seed, report=report,
+            on_cost=lambda cost: click.echo(render_audit_cost(cost)),
+        )
+    except DistributorError as error:
+        raise Failure(str(error), error.exit_code) from None
+    except KeyboardInterrupt:
+        raise Failure("verify interrupted; the journal was not changed", EXIT_STOPPED) from None
+    click.echo(f"checked {audit.matched + len(audit.mismatches):,}: {audit.matched:,} match, "
+               f"{len(audit.mismatches):,} mismatch, {len(audit.unchecked):,} unchecked; {audit.calls:,} calls")
+    click.echo(f"  report        {audit.report}")
+    click.echo(f"exit {audit.exit_code}: {audit.message}")
+    sys.exit(audit.exit_code)
+
+
+def _with_unused_segment(job_file: Path | None, options: dict[str, Any]) -> dict[str, Any]:
+    """verify reads no segment: a placeholder stands in when neither the flags nor the job file name one."""
+    if options.get("segment") is None and "segment" not in _job_file_keys(job_file):
+        return {**options, "segment": "unused.csv"}
+    return options
+
+
+def render_audit_cost(cost: Any) -> str:
+    """verify's figures before the first call: the journal, what a full audit costs, what this check costs."""
+    chosen = (f"a random sample of {cost.checked:,} (--seed {cost.seed} checks the same members)"
+              if cost.sample is not None else f"all {cost.checked:,}")
+    return "\n".join([
+        f"verify distribution {cost.distribution} · campaign {cost.campaign} · journal {cost.journal}",
+        (f"  journal       {cost.holding_code:,} members hold a code, {cost.sent_without_code:,} were sent a "
+         "publication without one"),
+        f"  full audit    {cost.full_audit_calls:,} calls, about {format_duration(cost.full_audit_seconds)} at {cost.budget}",
+        f"  this check    {chosen}: {cost.checked:,} calls, about {format_duration(cost.seconds)}",
+    ])
+def _delta_line(exported: Exported) -> str:
+    if "delta" not in exported.files:
+        return f"  delta     none: run {exported.delta_run} published no code"
+    return (f"  delta     {exported.files['delta']} ({exported.new_codes} codes published after run "
+            f"{exported.delta_since_run}, through run {exported.delta_run})")
 
 
 # ---------------------------------------------------------------------- reading a distribution's files
@@ -466,6 +574,10 @@ def render_plan(plan: Plan) -> str:
         + (f", {plan.failed_before:,} failed before" if plan.retry_failed and plan.failed_before else "") + ")",
         f"  left segment    {plan.left_segment:,}",
     ]
+    if plan.deliver_to == "leavers":
+        baseline = f"run {plan.watch_baseline}'s segment" if plan.watch_baseline else "none yet (this run records it)"
+        lines.append(f"  leavers         {plan.leaving:,} left the watch list ({baseline}), {plan.owed_before:,} "
+                     "recorded earlier still without a code")
     campaign = plan.campaign_checked
     if campaign is not None:
         traits = [t for t in (campaign.campaign_type, campaign.type) if t]
@@ -498,6 +610,8 @@ def render_plan(plan: Plan) -> str:
         lines.append(f"exit 3: run would fail: {plan.problems[0].message}")
     elif plan.to_serve:
         lines.append(f"exit 0: run would publish {plan.to_serve:,} codes in about {format_duration(plan.seconds_at_budget)}")
+    elif plan.deliver_to == "leavers":
+        lines.append("exit 0: run would publish nothing" + ("" if plan.watch_baseline else ": it records the baseline"))
     else:
         lines.append("exit 0: run would publish nothing: every valid member already holds a code")
     return "\n".join(lines)
@@ -535,6 +649,11 @@ def render_status(report: Status) -> str:
         f"  failed        {members['failed']:,}",
         f"  left segment  {report.left_segment:,}",
     ]
+    if report.leavers is not None:
+        leavers = report.leavers
+        lines.append(f"  leavers       {leavers['owed']:,} owed a code: {leavers['done']:,} done, "
+                     f"{leavers['without_code']:,} without code, {leavers['failed']:,} failed; "
+                     f"watching {leavers['watched']:,} members")
     if report.clevertap is not None:  # h7-clevertap
         pushes = report.clevertap
         lines.append(f"  clevertap     {pushes['pushed']:,} codes pushed, {pushes['failed']:,} refused, "
@@ -581,6 +700,7 @@ def render_summary(summary: dict[str, Any]) -> str:
     )
     lines = [
         f"distribution {summary['distribution']} · campaign {summary['campaign']}",
+        *_leavers_summary(summary.get("leavers")),
         f"  published     {members['published']}",
         f"  already held  {members['already_held']}",
         f"  failed        {members['failed']}",
@@ -598,8 +718,7 @@ def render_summary(summary: dict[str, Any]) -> str:
     update = summary.get("segment_update") or {}
     if update.get("left"):
         lines.append(f"  left segment  {update['left']} (not touched; see {summary['files'].get('left')})")
-    if members["already_held"] and "new" in summary["files"]:
-        lines.append(f"  new codes     {summary['files']['new']} ({update.get('new_codes', 0)} since the last finished run)")
+    lines.append(_upload_line(summary))
     pushed = summary.get("clevertap")  # h7-clevertap
     if pushed:
         lines.append(f"  clevertap     {pushed['pushed']} codes held, {pushed['failed']} refused, {pushed['waiting']} not yet pushed"
@@ -608,6 +727,25 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  resume after  {summary['resume_at']}")
     lines.append(f"exit {summary['exit_code']}: {summary['message']}")
     return "\n".join(lines)
+
+
+def _leavers_summary(leavers: dict[str, Any] | None) -> list[str]:
+    """deliver_to=leavers: the lines saying what was watched and who left."""
+    if leavers is None:
+        return []
+    compared = leavers["compared_with_run"]
+    return [
+        f"  watched       {leavers['watched']} members"
+        + (f"; {leavers['found_this_run']} left since run {compared}" if compared else " (the baseline)"),
+        (f"  leavers       {leavers['owed_total']} owed a code: {leavers['served_total']} hold one, "
+         f"{leavers['without_code']} without code, {leavers['failed']} failed"),
+    ]
+def _upload_line(summary: dict[str, Any]) -> str:
+    """Which file to hand to CleverTap, with which manifest: this run's delta, which no later run rewrites."""
+    upload = summary.get("upload") or {}
+    if not upload.get("codes"):
+        return "  upload        nothing new (no code published since the last delta file)"
+    return f"  upload        {upload['codes']} ({upload['count']} codes) with {upload['manifest']}"
 
 
 if __name__ == "__main__":  # pragma: no cover

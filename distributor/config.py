@@ -30,6 +30,10 @@ DEFAULT_API_URL = "https://api.voucherify.io"
 #: ``--api-url sandbox`` runs the embedded Voucherify stand-in in-process.
 SANDBOX = "sandbox"
 DEFAULT_PROPERTY = "voucher_code"
+#: ``deliver_to``: a code for every member of the segment (the default), or for each member who leaves it.
+MEMBERS = "members"
+LEAVERS = "leavers"
+DELIVERIES = (MEMBERS, LEAVERS)
 
 ENV_APP_ID = "VOUCHERIFY_APP_ID"
 ENV_APP_TOKEN = "VOUCHERIFY_APP_TOKEN"
@@ -82,6 +86,9 @@ class JobConfig:
     timeout: float = 30.0
     max_attempts: int = 8
     retry_failed: bool = False
+    #: Who gets a code: every member of the segment (``members``), or each member who left it since the previous
+    #: complete run (``leavers``: the segment is watched, its members are not served).
+    deliver_to: str = MEMBERS
     verbose: bool = False
     credentials: Credentials | None = field(default=None, repr=True)
     #: The ``[sandbox]`` table of the job file, used when ``api_url`` is ``sandbox``.
@@ -126,6 +133,10 @@ class JobConfig:
     def audience_path(self) -> Path:
         """``--clevertap-query``: where the day's audience is paged to (it then is the segment)."""
         return self.output.with_name(f"{self.output.stem}.audience-{date.today().isoformat()}.jsonl")
+
+    @property
+    def delivers_to_leavers(self) -> bool:
+        return self.deliver_to == LEAVERS
 
     @property
     def budget(self) -> Rate:
@@ -230,6 +241,8 @@ class JobConfig:
         if self.distribution is not None and not str(self.distribution).strip():
             raise ConfigError("distribution is empty: leave it out to use the campaign, or give a name")
         self._validate_clevertap()
+        if self.deliver_to not in DELIVERIES:
+            raise ConfigError(f"deliver_to {self.deliver_to!r} must be {' or '.join(DELIVERIES)}")
         if self.output.suffix.lower() != ".csv":
             raise ConfigError(f"output {self.output} must end in .csv (CleverTap's upload takes CSV)")
         if self.journal_path.resolve() == self.output.resolve():

@@ -38,14 +38,16 @@ from typing import Any, Protocol
 import anyio
 import httpx
 
-from . import __version__, outputs
+from . import outputs
+from ._version import __version__
 from .concurrency import InFlightTarget
 from .config import Credentials, JobConfig, publication_source_id
-from .export import export_files
+from .export import Exported, export_files
 from .errors import (
     EXIT_MEMBER_FAILURES,
     EXIT_OK,
     EXIT_STOPPED,
+    ConfigError,
     DistributorError,
     JournalError,
     StopRun,
@@ -103,6 +105,8 @@ class RunStats:
     server_errors: int = 0
     no_answer: int = 0
     recovered_by_lookup: int = 0
+    #: deliver_to=leavers: watched members this run found gone (now owed a code)
+    leavers_found: int = 0
     in_flight: int = 0
     started_wall: float = field(default_factory=time.time)
     first_call: float | None = None
@@ -174,6 +178,8 @@ class Distribution:
         self._campaign_ref = config.campaign  # the campaign's id once known
         self._distribution = ""
         self._join_once = False
+        #: deliver_to=leavers: the run whose segment was the watch list when this run read its own (0: none)
+        self._watch_baseline = 0
         self.push: RunPush | None = None  # h7-clevertap: the CleverTap side of the run (--clevertap)
         self._push_outcome: PushOutcome | None = None
 
@@ -188,12 +194,14 @@ class Distribution:
             journal.lock()
             self._check_journal(journal, segment)
             run_id = journal.start_run(str(config.segment))
+            self._begin_files(journal, run_id)
             await self._run_watched(journal, run_id, segment)
             result = self._finish(journal, run_id, segment)
         except DistributorError as error:
             if run_id:
                 reason = getattr(error, "reason", type(error).__name__)
                 journal.finish_run(run_id, exit_code=error.exit_code, reason=reason, summary="{}")
+                self._write_refused_summary(journal, run_id, error, reason)
             raise
         finally:
             journal.close()
@@ -241,7 +249,8 @@ class Distribution:
         journal.check_belongs(
             key=segment.key, distribution=config.distribution, campaign=config.campaign, segment=segment.path
         )
-        journal.set_meta(key=segment.key, property=config.property_name)
+        journal.check_delivery(config.deliver_to)
+        journal.set_meta(key=segment.key, property=config.property_name, deliver_to=config.deliver_to)
 
     def _load(self, journal: Journal, run_id: int, segment: Segment) -> None:
         """Read the whole segment into the journal: valid members, skipped rows, duplicates."""
@@ -250,10 +259,19 @@ class Distribution:
             return  # interrupted while reading: nothing was published, _finish says so
         self.stats.skipped = loaded.skipped
         self.stats.members = loaded.members
-        counts = journal.state_counts(run_id)
+        if self.config.delivers_to_leavers:
+            self._watch_baseline = journal.watch_baseline()
+            self.stats.leavers_found = journal.mark_leavers(run_id)
+        counts = self._recipients(journal, run_id)
         self.stats.held_before = journal.held_before(run_id)
         pending = counts["pending"] + counts["sending"] + (counts["failed"] if self.config.retry_failed else 0)
         self.stats.to_publish = pending
+        if self.config.delivers_to_leavers:
+            log.info(
+                "members: %d valid (%d skipped), watched; %d left since the previous complete run; %d leavers to "
+                "publish to", self.stats.members, sum(self.stats.skipped.values()), self.stats.leavers_found, pending,
+            )
+            return
         log.info(
             "members: %d valid (%d skipped); %d already hold a code, %d to publish%s",
             self.stats.members,
@@ -262,6 +280,11 @@ class Distribution:
             pending,
             "" if self.config.retry_failed or not counts["failed"] else f", {counts['failed']} failed before (--retry-failed to try them again)",
         )
+
+    def _recipients(self, journal: Journal, run_id: int) -> dict[str, int]:
+        """Who this run serves, by state: the members of its segment, or (deliver_to=leavers) the leavers owed a
+        code."""
+        return journal.leaver_counts() if self.config.delivers_to_leavers else journal.state_counts(run_id)
 
     # ------------------------------------------------------------------ 2. the API
     @asynccontextmanager
@@ -363,9 +386,14 @@ class Distribution:
         async with anyio.create_task_group() as work:
             after = 0
             while not self._stopping.is_set():
-                batch = self._journal.work(
-                    self._run_id, after_seq=after, limit=_WORK_BATCH, retry_failed=self.config.retry_failed
-                )
+                if self.config.delivers_to_leavers:
+                    batch = self._journal.leaver_work(
+                        after_id=after, limit=_WORK_BATCH, retry_failed=self.config.retry_failed
+                    )
+                else:
+                    batch = self._journal.work(
+                        self._run_id, after_seq=after, limit=_WORK_BATCH, retry_failed=self.config.retry_failed
+                    )
                 if not batch:
                     break
                 for member in batch:
@@ -376,7 +404,7 @@ class Distribution:
                         slots.release_on_behalf_of(member)
                         break
                     work.start_soon(self._serve, member, slots)
-                after = batch[-1].seen_seq
+                after = batch[-1].id if self.config.delivers_to_leavers else batch[-1].seen_seq
 
     async def _serve(self, member: Member, slots: anyio.CapacityLimiter) -> None:
         """Get this member's code, retrying transient failures with the same ``source_id``."""
@@ -436,10 +464,11 @@ class Distribution:
             if not await self._wait_for_turn():
                 return None
             attempt += 1
-            self._log_call(kind, member)
+            call_id = self._log_call(kind, member)
             try:
                 result = await call()
             except (ApiError, TransportError) as error:
+                self._journal.record_call_outcome(call_id, **call_outcome(error))
                 decision = decide(error, campaign=self.config.campaign)
                 self._count_failure(decision)
                 if decision.reason == "rate_limited":
@@ -448,6 +477,7 @@ class Distribution:
                 if outcome is _RETRY:
                     continue
                 return outcome
+            self._journal.record_call_outcome(call_id, **call_outcome(None))
             self._consecutive_failures = 0
             self._last_success = anyio.current_time()
             return result
@@ -499,10 +529,11 @@ class Distribution:
         for attempt in range(1, self.config.max_attempts + 1):
             if not await self._wait_for_turn():
                 return None
-            self._log_call("lookup", member)
+            call_id = self._log_call("lookup", member)
             try:
                 found = await self._api.find_publication(source_id)
             except (ApiError, TransportError) as error:
+                self._journal.record_call_outcome(call_id, **call_outcome(error))
                 decision = decide(error, campaign=self.config.campaign)
                 self._count_failure(decision)
                 if decision.action is Action.STOP:
@@ -512,6 +543,7 @@ class Distribution:
                     return None
                 await self._sleep_unless_stopping(backoff(attempt, base=_BACKOFF_BASE, cap=_BACKOFF_CAP))
                 continue
+            self._journal.record_call_outcome(call_id, **call_outcome(None))
             if found is not None:
                 self.stats.recovered_by_lookup += 1
             return found
@@ -551,13 +583,14 @@ class Distribution:
             return True
         return False
 
-    def _log_call(self, kind: str, member: Member | None) -> None:
+    def _log_call(self, kind: str, member: Member | None) -> int:
         now = anyio.current_time()
-        self._journal.log_call(self._run_id, kind, member.id if member else None)
+        call_id = self._journal.log_call(self._run_id, kind, member.id if member else None)
         self.stats.calls[kind] += 1
         if self.stats.first_call is None:
             self.stats.first_call = now
         self.stats.last_call = now
+        return call_id
 
     # ------------------------------------------------------------------ waiting and stopping
     async def _wait_for_turn(self) -> bool:
@@ -615,7 +648,7 @@ class Distribution:
     # ------------------------------------------------------------------ 4. files and summary
     def _finish(self, journal: Journal, run_id: int, segment: Segment) -> RunResult:
         config, stats = self.config, self.stats
-        counts = journal.state_counts(run_id)
+        counts = self._recipients(journal, run_id)
         unserved = counts["pending"] + counts["sending"] + (counts["failed"] if config.retry_failed else 0)
         if self._stop is not None:
             exit_code, reason, message = EXIT_STOPPED, self._stop.reason, str(self._stop)
@@ -627,18 +660,89 @@ class Distribution:
             message = f"{counts['failed']} members could not get a code: see {config.errors_path}"
         else:
             exit_code, reason, message = EXIT_OK, "completed", "every valid member holds a code"
+        if config.delivers_to_leavers and exit_code in (EXIT_OK, EXIT_MEMBER_FAILURES):
+            message = self._leavers_message(journal, exit_code, message)
+            journal.record_watch_list(run_id)  # complete: today's segment is what the next run compares with
 
-        # the skipped and left reports describe the latest segment read whole (this run's, unless interrupted)
-        loaded = journal.latest_run(loaded=True)
-        exported = export_files(config, journal, run_id=int(loaded["id"]) if loaded else run_id, key=segment.key)
-        files = {**exported.files, "summary": config.summary_path, "journal": journal.path}
-        exit_code, reason, message = self._push_verdict(exit_code, reason, message, files)  # h7-clevertap
-        summary = self._summary(
-            journal, run_id, counts, exit_code, reason, message, files, exported.codes, new_codes=exported.new_codes
-        )
-        outputs.write_summary(config.summary_path, summary)
+        # One writer at a time (an export may be going): the snapshot is read and every file written under the lock.
+        with outputs.files_lock(config.output):
+            # the skipped and left reports describe the latest segment read whole (this run's, unless interrupted)
+            loaded = journal.latest_run(loaded=True)
+            exported = export_files(
+                config, journal, run_id=int(loaded["id"]) if loaded else run_id, delta_run=run_id, key=segment.key
+            )
+            files = {**exported.files, "summary": config.summary_path, "journal": journal.path}
+            exit_code, reason, message = self._push_verdict(exit_code, reason, message, files)  # h7-clevertap
+            summary = self._summary(journal, run_id, counts, exit_code, reason, message, files, exported)
+            outputs.write_summary(config.summary_path, summary)
         journal.finish_run(run_id, exit_code=exit_code, reason=reason, summary=json.dumps(summary, default=str))
         return RunResult(exit_code, reason, message, stats, summary, files)
+
+    def _leavers_message(self, journal: Journal, exit_code: int, message: str) -> str:
+        if not self._watch_baseline:
+            return (
+                f"baseline recorded: {self.stats.members} members are watched and nothing was published; the next "
+                "run publishes to those who have left the segment"
+            )
+        if exit_code == EXIT_OK:
+            return f"every leaver holds a code ({self.stats.leavers_found} left the segment since the previous complete run)"
+        return message
+    def _begin_files(self, journal: Journal, run_id: int) -> None:
+        """Before anything else of a run: remove what killed writes left, and replace the previous run's summary
+        by one that says this run has begun, so that a run killed from here on (kill -9, a reboot) never leaves a
+        summary that claims the previous outcome."""
+        config = self.config
+        try:
+            with outputs.files_lock(config.output):
+                outputs.remove_stale_temporaries(config.output)
+                outputs.write_summary(config.summary_path, self._running_summary(journal, run_id))
+        except OSError as error:
+            raise ConfigError(
+                f"cannot write the files beside {config.output}: {error.strerror or error}"
+            ) from None
+
+    def _running_summary(self, journal: Journal, run_id: int) -> dict[str, Any]:
+        started = _iso(self.stats.started_wall)
+        return {
+            "distribution": self.config.distribution or journal.meta("distribution"),
+            "campaign": self.config.campaign,
+            "segment": str(self.config.segment),
+            "exit_code": None,
+            "reason": "running",
+            "message": (
+                f"run {run_id} began at {started} and has not recorded its end: it is going, or it died "
+                "(kill -9, a crash, a reboot)"
+            ),
+            "next_step": "distributor status tells whether it is going; if it died, run the same command again to resume",
+            "started_at": started,
+            "run": self._run_identity(journal, run_id),
+        }
+
+    def _write_refused_summary(self, journal: Journal, run_id: int, error: DistributorError, reason: str) -> None:
+        """A run refused after it began (an unusable segment, a journal of another campaign): its summary says so
+        rather than "running".  The journal has recorded the end already; a failure to write is only logged."""
+        summary = {
+            **self._running_summary(journal, run_id),
+            "exit_code": error.exit_code,
+            "reason": reason,
+            "message": str(error),
+            "next_step": "fix what the message names, then run the same command again",
+            "ended_at": _iso(time.time()),
+        }
+        try:
+            with outputs.files_lock(self.config.output):
+                outputs.write_summary(self.config.summary_path, summary)
+        except OSError as failure:
+            log.warning("could not write %s: %s", self.config.summary_path, failure.strerror or failure)
+
+    def _run_identity(self, journal: Journal, run_id: int) -> dict[str, Any]:
+        return {
+            "id": run_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "distributor": __version__,
+            "journal": str(journal.path),
+        }
 
     def _summary(
         self,
@@ -649,9 +753,7 @@ class Distribution:
         reason: str,
         message: str,
         files: dict[str, Path],
-        written: int,
-        *,
-        new_codes: int = 0,
+        exported: Exported,
     ) -> dict[str, Any]:
         config, stats = self.config, self.stats
         ended = time.time()
@@ -659,7 +761,10 @@ class Distribution:
         left = journal.left_segment(run_id)
         calls_per_code = stats.total_calls / stats.published if stats.published else 1.0
         if exit_code == EXIT_OK:
-            next_step = f"upload {files['codes']} in CleverTap (a daily update: only {files['new']})"
+            next_step = (
+                f"upload {files['delta']} with {files['manifest']} in CleverTap" if "delta" in files
+                else f"nothing new to upload: every code is in an earlier run's delta file (and in {files['codes']})"
+            )
         elif exit_code == EXIT_MEMBER_FAILURES:
             next_step = f"see {files['errors']}; --retry-failed tries those members again"
         elif self._stop is not None and self._stop.resume_at:
@@ -686,7 +791,7 @@ class Distribution:
                 "failed": counts["failed"],
                 "without_code": counts["pending"] + counts["sending"],
                 "left_segment": left,
-                "codes_in_output": written,
+                "codes_in_output": exported.codes,
             },
             "skipped": {"total": sum(stats.skipped.values()), "by_reason": dict(stats.skipped)},
             "calls": {
@@ -706,28 +811,33 @@ class Distribution:
                 "utilisation": round(stats.utilisation, 4) if stats.utilisation is not None else None,
             },
             "files": {name: str(path) for name, path in files.items()},
-            # for the on-call engineer: which run, where, and what to do next
-            "run": {
-                "id": run_id,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "distributor": __version__,
-                "journal": str(journal.path),
+            # what to hand to CleverTap: this run's delta (no later run rewrites it) with the manifest
+            "upload": {
+                "codes": str(files["delta"]) if "delta" in files else None,
+                "manifest": str(files["manifest"]),
+                "count": exported.new_codes,
+                "published_after_run": exported.delta_since_run,
+                "all_codes": str(files["codes"]),
             },
+            # for the on-call engineer: which run, where, and what to do next
+            "run": self._run_identity(journal, run_id),
             # a daily rerun with a fresh export: who entered, who left (never touched), what to upload
             "segment_update": {
                 "entered": journal.entered(run_id),
                 "left": left,
                 "left_holding_code": journal.left_holding_code(run_id),
-                "new_codes": new_codes,
-                "new_codes_since_run": journal.last_finished_run(before=run_id),
+                "new_codes": exported.new_codes,
+                "new_codes_since_run": exported.delta_since_run,
             },
+            "deliver_to": config.deliver_to,
             "remaining": {
                 "members": unserved,
                 "eta_seconds_at_budget": round(unserved * max(1.0, calls_per_code) / config.budget.per_second, 1),
             },
             "next_step": next_step,
         }
+        if config.delivers_to_leavers:
+            summary["leavers"] = self._leavers_figures(journal, run_id, counts)
         if self._stop is not None and self._stop.resume_at:
             summary["resume_at"] = _iso(self._stop.resume_at)
         if self._push_outcome is not None:  # h7-clevertap
@@ -738,6 +848,35 @@ class Distribution:
             summary["rate"]["lowest_allowed_per_window"] = self._throttle.stats.lowest_allowed
             summary["rate"]["paused_for_server_seconds"] = round(self._throttle.stats.seconds_paused, 3)
         return summary
+
+    def _leavers_figures(self, journal: Journal, run_id: int, counts: dict[str, int]) -> dict[str, Any]:
+        """deliver_to=leavers: the watch list this run compared with, who left, and the leavers' state."""
+        return {
+            # the run whose segment was the watch list (None: there was none, this run recorded the baseline)
+            "compared_with_run": self._watch_baseline or None,
+            "watched": self.stats.members,
+            "found_this_run": journal.leavers_found(run_id),
+            "owed_total": sum(counts.values()),
+            "served_total": counts["done"],
+            "published_this_run": self.stats.published,
+            "failed": counts["failed"],
+            "without_code": counts["pending"] + counts["sending"],
+        }
+
+
+def call_outcome(error: ApiError | TransportError | None) -> dict[str, Any]:
+    """How a call ended, as the journal's ``calls`` records it: ``outcome``, HTTP ``status``, ``request_id``."""
+    if error is None:
+        return {"outcome": "ok", "status": 200, "request_id": None}
+    if isinstance(error, TransportError):
+        return {"outcome": error.kind.replace(" ", "_"), "status": None, "request_id": None}
+    if error.status == 429:
+        outcome = "rate_limited"
+    elif error.status >= 500:
+        outcome = "server_error"
+    else:
+        outcome = "refused"
+    return {"outcome": outcome, "status": error.status, "request_id": error.request_id}
 
 
 async def _alongside(body: Callable[[], Awaitable[None]], *background: Callable[[], Awaitable[None]]) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-#: Values CleverTap refuses as an identity (``../shared/reference/clevertap.md``), lower-cased.
+#: Values CleverTap refuses as an identity (CleverTap's identity documentation), lower-cased.
 PLACEHOLDERS = frozenset(
     {
         "undefined", "null", "na", "n/a", "0", "nil", "-1", "infinity", "-infinity", "inf", "-inf",

@@ -19,6 +19,7 @@ Identities are stored as TEXT exactly as read; SQLite compares them byte for byt
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
 import sqlite3
@@ -28,9 +29,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import MEMBERS
 from .errors import JournalError, JournalLocked
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 PENDING = "pending"
 SENDING = "sending"
@@ -67,6 +69,8 @@ CREATE TABLE IF NOT EXISTS members (
     seen_row INTEGER NOT NULL,   -- its row in that run's segment file
     done_run INTEGER,
     updated_at REAL NOT NULL,
+    watched_run INTEGER,         -- deliver_to=leavers: the last complete run whose segment held this member
+    owed_run INTEGER,            -- deliver_to=leavers: the run that found this member gone (it is owed a code)
     CHECK (state <> 'done' OR code IS NOT NULL)
 );
 CREATE INDEX IF NOT EXISTS members_by_run ON members (seen_run, seen_seq);
@@ -83,15 +87,18 @@ CREATE TABLE IF NOT EXISTS calls (
     run_id INTEGER NOT NULL,
     at REAL NOT NULL,            -- Unix time the call was about to be sent
     kind TEXT NOT NULL,          -- publish | lookup | campaign
-    member_id INTEGER
+    member_id INTEGER,
+    outcome TEXT,                -- ok | refused | rate_limited | server_error | timeout | connection | ...; NULL: no answer recorded
+    status INTEGER,              -- the HTTP status of the answer
+    request_id TEXT              -- Voucherify's request_id, when its answer gave one
 );
 CREATE INDEX IF NOT EXISTS calls_by_time ON calls (at);
 """
 
-# MIGRATION(h7-clevertap): schema 3 adds the table `pushes`, each member's CleverTap push state, and the table
+# MIGRATION(h7-clevertap): schema 4 adds the table `pushes`, each member's CleverTap push state, and the table
 # `code_expiry`, the expiration date of each member's voucher (when it has one), both keyed on the member; nothing
 # else changes and no existing row is touched.  New journals get them with the rest of the schema;
-# older journals get them from the `version < 3` step of Journal._migrate.  Both statements are idempotent.
+# older journals get them from the `version < 4` step of Journal._migrate.  Both statements are idempotent.
 _PUSH_TABLES = (
     """CREATE TABLE IF NOT EXISTS pushes (
     member_id INTEGER PRIMARY KEY,
@@ -203,10 +210,27 @@ class Journal:
                 self._db.execute("ALTER TABLE runs ADD COLUMN loaded_at REAL")
                 self._db.execute("UPDATE runs SET loaded_at = started_at WHERE exit_code IS NULL OR exit_code <> 2")
             if version < 3:
-                # MIGRATION(h7-clevertap): v3 adds the CleverTap push-state and code-expiry tables (_PUSH_SCHEMA)
+                self._migrate_leavers_and_call_outcomes()
+            if version < 4:
+                # MIGRATION(h7-clevertap): v4 adds the CleverTap push-state and code-expiry tables (_PUSH_SCHEMA)
                 for statement in _PUSH_TABLES:
                     self._db.execute(statement)
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+
+    def _migrate_leavers_and_call_outcomes(self) -> None:
+        # MIGRATION(h6-leavers): v3 adds
+        #   members.watched_run, members.owed_run  (deliver_to=leavers: the watch list and the leavers owed a code);
+        #   calls.outcome, calls.status, calls.request_id  (how each API call ended, for `export --calls`).
+        # Existing rows keep NULL: an older journal has no watch list (its runs delivered to members) and its
+        # calls' outcomes were never recorded (exported as "unknown").
+        for statement in (
+            "ALTER TABLE members ADD COLUMN watched_run INTEGER",
+            "ALTER TABLE members ADD COLUMN owed_run INTEGER",
+            "ALTER TABLE calls ADD COLUMN outcome TEXT",
+            "ALTER TABLE calls ADD COLUMN status INTEGER",
+            "ALTER TABLE calls ADD COLUMN request_id TEXT",
+        ):
+            self._db.execute(statement)
 
     def close(self) -> None:
         self._db.close()
@@ -361,11 +385,12 @@ class Journal:
         ).fetchall()
         return [Member(*row) for row in rows]
 
-    def log_call(self, run_id: int, kind: str, member_id: int | None = None, at: float | None = None) -> None:
-        """Record an API call about to be sent; a publication also marks its member ``sending``.  Commits."""
+    def log_call(self, run_id: int, kind: str, member_id: int | None = None, at: float | None = None) -> int:
+        """Record an API call about to be sent; a publication also marks its member ``sending``.  Commits.
+        Returns the call's id, for :meth:`record_call_outcome`."""
         at = time.time() if at is None else at
         with self._transaction():
-            self._db.execute(
+            cursor = self._db.execute(
                 "INSERT INTO calls (run_id, at, kind, member_id) VALUES (?, ?, ?, ?)", (run_id, at, kind, member_id)
             )
             if kind == "publish" and member_id is not None:
@@ -374,6 +399,16 @@ class Journal:
                        WHERE id = ? AND state <> 'done'""",
                     (at, member_id),
                 )
+        return int(cursor.lastrowid or 0)
+
+    def record_call_outcome(self, call_id: int, *, outcome: str, status: int | None, request_id: str | None) -> None:
+        """Record how call ``call_id`` ended: ``outcome`` (``ok``, ``refused``, ``timeout``, …), the HTTP status and
+        Voucherify's ``request_id``.  Commits."""
+        with self._transaction():
+            self._db.execute(
+                "UPDATE calls SET outcome = ?, status = ?, request_id = ? WHERE id = ?",
+                (outcome, status, request_id, call_id),
+            )
 
     def complete(
         self, member_id: int, run_id: int, *, code: str, publication_id: str | None, expires_at: float | None = None
@@ -408,6 +443,77 @@ class Journal:
                    WHERE id = ? AND state <> 'done'""",
                 (status, key, message, request_id, time.time(), member_id),
             )
+
+    # ------------------------------------------------------------------ deliver_to = leavers
+    # A leavers distribution loads its segment like any other (every member seen is recorded, new ones as
+    # `pending`), but those members are the *watch list*, not recipients.  A run that completes (exit 0/1) makes its
+    # segment the watch list (`watched_run`, meta `watch_run`); the next run, once it has read its whole segment,
+    # records every watched member absent from it and without a code as owed a code (`owed_run`).  The owed set is
+    # what a run serves and resumes: it is never recomputed from a later export.
+
+    def check_delivery(self, deliver_to: str) -> None:
+        """Refuse (:class:`JournalError`) a journal whose runs delivered to the other audience."""
+        known = self.meta("deliver_to") or (MEMBERS if self.latest_run() is not None else None)
+        if known and known != deliver_to:
+            raise JournalError(
+                f"journal {self.path} belongs to a distribution that delivers to {known}, not {deliver_to}: "
+                f"give --deliver-to {deliver_to} its own --output (or --state)"
+            )
+
+    def watch_baseline(self) -> int:
+        """The run whose segment is the watch list (the last complete run of a leavers distribution), or 0."""
+        return int(self.meta("watch_run") or 0)
+
+    def mark_leavers(self, run_id: int) -> int:
+        """Run ``run_id`` has read its whole segment: record the watched members absent from it who hold no code as
+        owed one.  Returns how many were newly recorded (0 without a watch list: the first run)."""
+        baseline = self.watch_baseline()
+        if not baseline:
+            return 0
+        with self._transaction():
+            cursor = self._db.execute(
+                """UPDATE members SET owed_run = ?
+                   WHERE watched_run = ? AND seen_run < ? AND owed_run IS NULL AND state <> 'done'""",
+                (run_id, baseline, run_id),
+            )
+        return cursor.rowcount
+
+    def record_watch_list(self, run_id: int) -> None:
+        """Run ``run_id`` completed: its segment becomes the watch list the next run is compared with."""
+        with self._transaction():
+            self._db.execute("UPDATE members SET watched_run = ? WHERE seen_run = ?", (run_id, run_id))
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES ('watch_run', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(run_id),),
+            )
+
+    def leaver_work(self, *, after_id: int, limit: int, retry_failed: bool = False) -> list[Member]:
+        """Owed leavers still without a code, in the order they were first seen, after member ``after_id``."""
+        states = (PENDING, SENDING, FAILED) if retry_failed else (PENDING, SENDING)
+        marks = ",".join("?" * len(states))
+        rows = self._db.execute(
+            f"""SELECT id, identity, state, attempts, seen_seq, seen_row FROM members
+                WHERE owed_run IS NOT NULL AND id > ? AND state IN ({marks})
+                ORDER BY id LIMIT ?""",
+            (after_id, *states, limit),
+        ).fetchall()
+        return [Member(*row) for row in rows]
+
+    def leaver_counts(self) -> dict[str, int]:
+        """The leavers owed a code, by state (``done``: served)."""
+        counts = {PENDING: 0, SENDING: 0, DONE: 0, FAILED: 0}
+        counts.update(
+            {state: n for state, n in self._db.execute(
+                "SELECT state, count(*) FROM members WHERE owed_run IS NOT NULL GROUP BY state"
+            )}
+        )
+        return counts
+
+    def leavers_found(self, run_id: int) -> int:
+        """Leavers run ``run_id`` found (recorded as owed a code)."""
+        row = self._db.execute("SELECT count(*) FROM members WHERE owed_run = ?", (run_id,)).fetchone()
+        return int(row[0])
 
     # ------------------------------------------------------------------ reading
     def calls_since(self, since: float) -> list[float]:
@@ -451,6 +557,29 @@ class Journal:
                    FROM members WHERE state = 'failed' ORDER BY id"""
             )
         )
+
+    def call_records(self) -> Iterator[sqlite3.Row]:
+        """Every API call logged, oldest first: ``at`` (Unix time), ``run_id``, ``kind``, the member's ``identity``
+        (NULL for a campaign check), ``outcome``, ``status``, ``request_id``."""
+        yield from self._db.execute(
+            """SELECT c.id, c.at, c.run_id, c.kind, m.identity, c.outcome, c.status, c.request_id
+               FROM calls c LEFT JOIN members m ON m.id = c.member_id ORDER BY c.at, c.id"""
+        )
+
+    def published_member_ids(self) -> list[int]:
+        """Members that hold a code or were ever sent a publication (Voucherify may hold one for them)."""
+        return [row[0] for row in self._db.execute(
+            "SELECT id FROM members WHERE state = 'done' OR attempts > 0 ORDER BY id"
+        )]
+
+    def members_by_id(self, ids: Sequence[int]) -> list[sqlite3.Row]:
+        """The members with these ids, in id order."""
+        rows: list[sqlite3.Row] = []
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows += self._db.execute(f"SELECT * FROM members WHERE id IN ({marks}) ORDER BY id", chunk).fetchall()
+        return sorted(rows, key=lambda row: int(row["id"]))
 
     def member(self, identity: str) -> sqlite3.Row | None:
         return self._db.execute("SELECT * FROM members WHERE identity = ?", (identity,)).fetchone()
@@ -528,16 +657,19 @@ class Journal:
             )
         )
 
-    def codes_with_expiry(self, *, after_run: int | None = None) -> Iterator[tuple[str, str, float | None]]:
-        """``(identity, code, expires_at)`` of every member holding a code (or only those who got it in a run after
-        ``after_run``), in order of first appearance."""
-        where = "" if after_run is None else "AND m.done_run > ?"
+    def codes_with_expiry(
+        self, *, after_run: int = -1, through: int | None = None
+    ) -> Iterator[tuple[str, str, float | None]]:
+        """``(identity, code, expires_at)`` of every member holding a code — or, as :meth:`codes_published_after`,
+        only those who got it in a run after ``after_run`` and no later than ``through`` — in order of first
+        appearance."""
+        last = through if through is not None else 2**62
         yield from (
             (row[0], row[1], row[2])
             for row in self._db.execute(
-                f"""SELECT m.identity, m.code, e.expires_at FROM members m LEFT JOIN code_expiry e ON e.member_id = m.id
-                    WHERE m.state = 'done' {where} ORDER BY m.id""",
-                () if after_run is None else (after_run,),
+                """SELECT m.identity, m.code, e.expires_at FROM members m LEFT JOIN code_expiry e ON e.member_id = m.id
+                   WHERE m.state = 'done' AND (? < 0 OR (m.done_run > ? AND m.done_run <= ?)) ORDER BY m.id""",
+                (after_run, after_run, last),
             )
         )
 
@@ -586,12 +718,34 @@ class Journal:
         ).fetchone()
         return int(row[0] or 0)
 
-    def codes_published_after(self, run_id: int) -> Iterator[tuple[str, str]]:
-        """``(identity, code)`` of the members who got their code in a run after ``run_id``, in segment order."""
-        for identity, code in self._db.execute(
-            "SELECT identity, code FROM members WHERE state = 'done' AND done_run > ? ORDER BY id", (run_id,)
-        ):
-            yield identity, code
+    def codes_published_after(self, run_id: int, *, through: int | None = None) -> Iterator[tuple[str, str]]:
+        """``(identity, code)`` of the members who got their code in a run after ``run_id`` (and, with
+        ``through``, no later than run ``through``), in order of first appearance."""
+        last = through if through is not None else 2**62
+        yield from self._db.execute(
+            "SELECT identity, code FROM members WHERE state = 'done' AND done_run > ? AND done_run <= ? ORDER BY id",
+            (run_id, last),
+        )
+
+    def run_started_at(self, run_id: int) -> float | None:
+        row = self._db.execute("SELECT started_at FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None else float(row[0])
+
+    def delivered_through(self, before: int) -> int:
+        """The newest run before ``before`` whose codes are all in a delta file already: one that recorded its end
+        with an ``upload`` in its summary (its files were written), or — a journal of a version before delta
+        files — one that went through its whole segment (exit 0 or 1), whose ``<name>.new.csv`` held them.  0 when
+        there is none.  A run that died (or failed before writing its files) is not one: its codes go into the
+        next run's delta."""
+        rows = self._db.execute(
+            "SELECT id, exit_code, summary FROM runs WHERE id < ? AND ended_at IS NOT NULL ORDER BY id DESC",
+            (before,),
+        )
+        for run_id, exit_code, summary in rows:
+            recorded = _summary_of(summary)
+            if "upload" in recorded or ("files" in recorded and exit_code in (0, 1)):
+                return int(run_id)
+        return 0
 
     def entered(self, run_id: int) -> int:
         """Members first seen in run ``run_id`` (they entered the segment since the earlier runs)."""
@@ -657,6 +811,45 @@ class Journal:
         (unknown to the journal) and ``left`` (known, but not in ``identities``).  The identities go to a TEMP table,
         which lives outside the journal file (so this works on a read-only journal) and is dropped afterwards.
         """
+        with self._plan_segment(identities):
+            counts = {PENDING: 0, SENDING: 0, DONE: 0, FAILED: 0, "new": 0}
+            with self.snapshot():
+                for state, count in self._db.execute(
+                    """SELECT m.state, count(*) FROM temp.plan_segment s
+                       LEFT JOIN members m ON m.identity = s.identity GROUP BY m.state"""
+                ):
+                    counts["new" if state is None else state] = count
+                counts["left"] = self._db.execute(
+                    """SELECT count(*) FROM members m
+                       WHERE NOT EXISTS (SELECT 1 FROM temp.plan_segment s WHERE s.identity = m.identity)"""
+                ).fetchone()[0]
+        return counts
+
+    def compare_leavers(self, identities: Iterable[str]) -> dict[str, int]:
+        """What a leavers run with a segment of ``identities`` would find, without writing to the journal:
+        ``leaving`` (watched members absent from it, holding no code, not yet owed one), ``owed`` (recorded earlier
+        and still without a code), ``failed`` (owed, refused before) and ``baseline`` (the watch list's run, 0: none
+        yet, the run would record it)."""
+        baseline = self.watch_baseline()
+        with self._plan_segment(identities), self.snapshot():
+            leaving = self._db.execute(
+                """SELECT count(*) FROM members m
+                   WHERE m.watched_run = ? AND m.owed_run IS NULL AND m.state <> 'done'
+                     AND NOT EXISTS (SELECT 1 FROM temp.plan_segment s WHERE s.identity = m.identity)""",
+                (baseline,),
+            ).fetchone()[0] if baseline else 0
+            owed = self.leaver_counts()
+        return {
+            "leaving": int(leaving),
+            "owed": owed[PENDING] + owed[SENDING],
+            "failed": owed[FAILED],
+            "baseline": baseline,
+        }
+
+    @contextmanager
+    def _plan_segment(self, identities: Iterable[str]) -> Iterator[None]:
+        """The identities in a TEMP table ``plan_segment`` for the block (outside the journal file, so this works on
+        a read-only journal), dropped afterwards."""
         self._db.execute("CREATE TEMP TABLE IF NOT EXISTS plan_segment (identity TEXT PRIMARY KEY)")
         try:
             self._db.execute("DELETE FROM temp.plan_segment")
@@ -669,20 +862,18 @@ class Journal:
                     batch = []
             self._db.executemany("INSERT OR IGNORE INTO temp.plan_segment VALUES (?)", batch)
             self._db.execute("COMMIT")
-            counts = {PENDING: 0, SENDING: 0, DONE: 0, FAILED: 0, "new": 0}
-            with self.snapshot():
-                for state, count in self._db.execute(
-                    """SELECT m.state, count(*) FROM temp.plan_segment s
-                       LEFT JOIN members m ON m.identity = s.identity GROUP BY m.state"""
-                ):
-                    counts["new" if state is None else state] = count
-                counts["left"] = self._db.execute(
-                    """SELECT count(*) FROM members m
-                       WHERE NOT EXISTS (SELECT 1 FROM temp.plan_segment s WHERE s.identity = m.identity)"""
-                ).fetchone()[0]
+            yield
         finally:
             self._db.execute("DROP TABLE IF EXISTS temp.plan_segment")
-        return counts
+
+
+def _summary_of(text: str | None) -> dict[str, object]:
+    """A run's summary as recorded in ``runs.summary`` (``{}`` when absent or unreadable)."""
+    try:
+        summary = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return summary if isinstance(summary, dict) else {}
 
 
 def _connect(target: str, uri: bool = False) -> sqlite3.Connection:

@@ -102,6 +102,12 @@ class Plan:
     campaign_checked: Campaign | None
     api_calls: int
     findings: list[Finding] = field(default_factory=list)
+    #: deliver_to=leavers: who gets a code, the watched members absent from this segment, the leavers recorded
+    #: earlier and still without a code, and the run whose segment is the watch list (0: none yet)
+    deliver_to: str = "members"
+    leaving: int = 0
+    owed_before: int = 0
+    watch_baseline: int = 0
 
     @property
     def problems(self) -> list[Finding]:
@@ -150,13 +156,24 @@ def make_plan(
             journal.check_belongs(
                 key=segment.key, distribution=config.distribution, campaign=config.campaign, segment=segment.path
             )
+            journal.check_delivery(config.deliver_to)
         with _SegmentTally() as tally:
             tally.read(segment)
             standing = journal.compare_segment(tally.identities()) if journal is not None else None
-        return _plan(config, segment, journal, tally, standing, cycle_quota, cycle_used, transport, now)
+            leavers = _leavers_stand(config, journal, tally)
+        return _plan(config, segment, journal, tally, standing, cycle_quota, cycle_used, transport, now, leavers)
     finally:
         if journal is not None:
             journal.close()
+
+
+def _leavers_stand(config: JobConfig, journal: Journal | None, tally: _SegmentTally) -> dict[str, int] | None:
+    """deliver_to=leavers: what a run would find (``Journal.compare_leavers``); ``None`` when delivering to members."""
+    if not config.delivers_to_leavers:
+        return None
+    if journal is None:
+        return {"leaving": 0, "owed": 0, "failed": 0, "baseline": 0}
+    return journal.compare_leavers(tally.identities())
 
 
 # ---------------------------------------------------------------------- the segment and the journal
@@ -213,11 +230,15 @@ def _plan(
     cycle_used: int,
     transport: httpx.AsyncBaseTransport | None,
     now: float,
+    leavers: dict[str, int] | None = None,
 ) -> Plan:
     findings: list[Finding] = []
     standing = standing or {PENDING: 0, SENDING: 0, DONE: 0, FAILED: 0, "new": tally.members, "left": 0}
     unfinished = standing[PENDING] + standing[SENDING]
     to_serve = standing["new"] + unfinished + (standing[FAILED] if config.retry_failed else 0)
+    if leavers is not None:
+        to_serve = leavers["leaving"] + leavers["owed"] + (leavers["failed"] if config.retry_failed else 0)
+        findings += _leavers_findings(leavers, tally.members)
 
     held_in_journal = journal.state_counts()[DONE] if journal is not None else 0
     knows_campaign = journal is not None and bool(journal.meta("campaign_id")) and journal.meta("join_once") in ("0", "1")
@@ -242,7 +263,7 @@ def _plan(
     if to_serve:
         campaign, api_calls, found = anyio.run(_check_campaign, config, transport, backend="asyncio")
         findings += found
-    else:
+    elif leavers is None:
         findings.append(Finding(
             NOTE, "nothing_to_publish",
             "every valid member already holds a code: a run would make no API call (the campaign was not checked)",
@@ -276,7 +297,7 @@ def _plan(
             f"{standing[FAILED]:,} members failed in earlier runs and would not be tried again: add --retry-failed "
             "to include them",
         ))
-    if standing["left"]:
+    if standing["left"] and leavers is None:
         findings.append(Finding(
             NOTE, "left_segment",
             f"{standing['left']:,} members of earlier runs are not in this segment: they keep their codes, are not "
@@ -322,7 +343,27 @@ def _plan(
         campaign_checked=campaign,
         api_calls=api_calls,
         findings=findings,
+        deliver_to=config.deliver_to,
+        leaving=leavers["leaving"] if leavers else 0,
+        owed_before=leavers["owed"] if leavers else 0,
+        watch_baseline=leavers["baseline"] if leavers else 0,
     )
+
+
+def _leavers_findings(leavers: dict[str, int], watched: int) -> list[Finding]:
+    if not leavers["baseline"]:
+        return [Finding(
+            NOTE, "leavers_baseline",
+            f"first run of a leavers distribution: it would record the {watched:,} members of this segment as the "
+            "watch list and publish nothing; the next run publishes to those who have left",
+        )]
+    if not leavers["leaving"] and not leavers["owed"]:
+        return [Finding(
+            NOTE, "nothing_to_publish",
+            f"no member of run {leavers['baseline']}'s segment (the previous complete run) is missing from this one "
+            "without a code: a run would make no API call (the campaign was not checked)",
+        )]
+    return []
 
 
 def _retry_share(journal: Journal | None) -> tuple[float, str]:

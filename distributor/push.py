@@ -143,7 +143,7 @@ class Pusher:
                 after = rows[-1][0]
                 items = [Item(*row) for row in rows if row[0] not in self._busy]
                 for start in range(0, len(items), self.batch_size):
-                    batch = items[start:start + self.batch_size]
+                    batch = items[start : start + self.batch_size]
                     await self._batches.acquire()
                     if self.auth_error is not None:
                         self._batches.release()
@@ -187,16 +187,29 @@ class Pusher:
                     attempt, rate_limited = attempt - 1, rate_limited + 1
                     self._slow_down()
                 if attempt >= self.max_attempts or rate_limited > _MAX_RATE_LIMITED:
-                    self._fail(remaining, error.status, f"gave up after {attempt + rate_limited} attempts; last: {error.message}", attempt)
+                    self._fail(
+                        remaining,
+                        error.status,
+                        f"gave up after {attempt + rate_limited} attempts; last: {error.message}",
+                        attempt,
+                    )
                     return
-                await self._back_off(max(attempt, 1) if error.status != 429 else rate_limited, rate_limited=error.status == 429)
+                await self._back_off(
+                    max(attempt, 1) if error.status != 429 else rate_limited, rate_limited=error.status == 429
+                )
                 continue
             except CleverTapRefused as error:
                 self._fail(remaining, error.code or error.status, error.message, attempt)
                 return
             pushed = [item for index, item in enumerate(remaining) if index not in outcome.failures]
-            final = [(item, outcome.failures[i]) for i, item in enumerate(remaining) if i in outcome.failures and not outcome.failures[i].transient]
-            again = [item for i, item in enumerate(remaining) if i in outcome.failures and outcome.failures[i].transient]
+            final = [
+                (item, outcome.failures[i])
+                for i, item in enumerate(remaining)
+                if i in outcome.failures and not outcome.failures[i].transient
+            ]
+            again = [
+                item for i, item in enumerate(remaining) if i in outcome.failures and outcome.failures[i].transient
+            ]
             self._confirm(pushed, attempt)
             for item, why in final:
                 self._fail([item], why.code, why.message, attempt)
@@ -278,27 +291,34 @@ async def connect(config: JobConfig, *, transport: Any = None) -> AsyncIterator[
     """A client for ``config.clevertap`` (the embedded stand-in for ``sandbox``), its credentials proven by one
     cheap call: raises :class:`StopRun` (exit 3) naming the region when CleverTap refuses them."""
     assert config.clevertap is not None
-    with _target(config) as (url, credentials):
+    with _target(config) as (url, credentials, embedded):
         async with CleverTapClient(
-            url, credentials, timeout=config.timeout, max_connections=config.clevertap_concurrency + 2, transport=transport
+            url,
+            credentials,
+            timeout=config.timeout,
+            max_connections=config.clevertap_concurrency + 2,
+            transport=transport or embedded,
         ) as client:
             await _check_credentials(client, config.clevertap, credentials)
             yield client
 
 
 @contextmanager
-def _target(config: JobConfig) -> Iterator[tuple[str, CleverTapCredentials]]:
+def _target(config: JobConfig) -> Iterator[tuple[str, CleverTapCredentials, Any]]:
+    """The base URL, the credentials, and (``sandbox``) the in-process transport of the stand-in."""
     assert config.clevertap is not None
     if resolve_url(config.clevertap) != SANDBOX:
         if config.clevertap_credentials is None:
-            raise ConfigError("no CleverTap credentials: set CLEVERTAP_ACCOUNT_ID and CLEVERTAP_PASSCODE in the environment "
-                              "(Settings → Project in CleverTap)")
-        yield resolve_url(config.clevertap), config.clevertap_credentials
+            raise ConfigError(
+                "no CleverTap credentials: set CLEVERTAP_ACCOUNT_ID and CLEVERTAP_PASSCODE in the environment "
+                "(Settings → Project in CleverTap)"
+            )
+        yield resolve_url(config.clevertap), config.clevertap_credentials, None
         return
     from .sandbox.embedded import embedded_clevertap
 
-    with embedded_clevertap(config) as (url, credentials):
-        yield url, credentials
+    with embedded_clevertap(config) as target:
+        yield target
 
 
 async def _check_credentials(client: CleverTapClient, target: str, credentials: CleverTapCredentials) -> None:
@@ -311,24 +331,34 @@ async def _check_credentials(client: CleverTapClient, target: str, credentials: 
             raise StopRun(
                 f"CleverTap refused account {credentials.account_id} with this passcode at {where} "
                 f"(HTTP {error.status}): check CLEVERTAP_ACCOUNT_ID, CLEVERTAP_PASSCODE and --clevertap; "
-                "nothing was published", reason="clevertap_unauthorized",
+                "nothing was published",
+                reason="clevertap_unauthorized",
             ) from None
         except CleverTapTransient as error:
             if attempt == _CHECK_ATTEMPTS:
-                raise StopRun(f"CleverTap at {where} does not answer ({error.message}); nothing was published: "
-                              "run the same command again later", reason="clevertap_unreachable") from None
+                raise StopRun(
+                    f"CleverTap at {where} does not answer ({error.message}); nothing was published: "
+                    "run the same command again later",
+                    reason="clevertap_unreachable",
+                ) from None
             await anyio.sleep(backoff(attempt, base=_BACKOFF_BASE, cap=5.0))
         except CleverTapError as error:
-            raise StopRun(f"CleverTap at {where} refused the credentials check: {error.message}",
-                          reason="clevertap_refused") from None
+            raise StopRun(
+                f"CleverTap at {where} refused the credentials check: {error.message}", reason="clevertap_refused"
+            ) from None
 
 
-def new_pusher(config: JobConfig, journal: Journal, client: CleverTapClient, *, property_name: str | None = None) -> Pusher:
+def new_pusher(
+    config: JobConfig, journal: Journal, client: CleverTapClient, *, property_name: str | None = None
+) -> Pusher:
     return Pusher(
-        journal, client, key=journal.meta("key") or "identity",
+        journal,
+        client,
+        key=journal.meta("key") or "identity",
         property_name=property_name or journal.meta("property") or config.property_name,
         expiry_property=config.expiry_property,
-        batch_size=config.clevertap_batch, concurrency=config.clevertap_concurrency,
+        batch_size=config.clevertap_batch,
+        concurrency=config.clevertap_concurrency,
     )
 
 
@@ -338,15 +368,13 @@ def push_errors_path(config: JobConfig) -> Path:
 
 
 def write_push_errors(path: Path, journal: Journal, *, key: str) -> int:
-    """``<key>,row,code,clevertap_code,message,attempts``: the codes CleverTap did not take."""
-    count = 0
-    with outputs.atomic_write(path, newline="") as handle:
-        handle.write(outputs.csv_line((key, "row", "code", "clevertap_code", "message", "attempts")))
-        for identity, row, code, error_code, message, attempts in journal.push_failures():
-            handle.write(outputs.csv_line((identity, str(row), code, "" if error_code is None else str(error_code),
-                                           message or "", str(attempts))))
-            count += 1
-    return count
+    """``<key>,row,code,clevertap_code,message,attempts``: the codes CleverTap did not take (a report for people:
+    spreadsheet-safe, as the other reports)."""
+    return outputs.write_report(
+        path,
+        [key, "row", "code", "clevertap_code", "message", "attempts"],
+        journal.push_failures(),
+    )
 
 
 @dataclass(frozen=True)
@@ -366,14 +394,19 @@ class PushOutcome:
             why = self.stopped or f"{self.counts['waiting']} codes are not in CleverTap yet"
             return EXIT_STOPPED, "push_incomplete", f"{why}: run `distributor push` (or the same command) again"
         if self.counts["failed"] and exit_code == EXIT_OK:
-            return (EXIT_MEMBER_FAILURES, "push_failures",
-                    f"{self.counts['failed']} codes could not be pushed to CleverTap: see {self.errors_file}")
+            return (
+                EXIT_MEMBER_FAILURES,
+                "push_failures",
+                f"{self.counts['failed']} codes could not be pushed to CleverTap: see {self.errors_file}",
+            )
         return exit_code, reason, message
 
     def to_dict(self) -> dict[str, Any]:
         per_member = self.stats.records_sent / self.stats.pushed if self.stats.pushed else None
         return {
-            **self.counts, "errors_file": str(self.errors_file), "stopped": self.stopped,
+            **self.counts,
+            "errors_file": str(self.errors_file),
+            "stopped": self.stopped,
             "this_run": self.stats.to_dict(),
             "records_per_code": round(per_member, 4) if per_member is not None else None,
         }
@@ -441,7 +474,8 @@ async def push_journal(config: JobConfig, *, resend_all: bool = False, property_
                 journal.push_again()
             pusher = new_pusher(config, journal, client, property_name=property_name)
             await pusher.push_waiting()
-            return conclude(config, journal, pusher)
+            with outputs.files_lock(config.output):  # one writer of the files beside the output at a time
+                return conclude(config, journal, pusher)
     finally:
         journal.close()
 

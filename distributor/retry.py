@@ -1,6 +1,6 @@
 """What to do about a failed call: retry it, look the publication up, fail the member, or stop the whole job.
 
-The rules (``../shared/reference/voucherify-api.md``, *Errors*):
+The rules (Voucherify's API reference, *Errors*):
 
 * **retry** (same publication ``source_id``): no answer at all (timeout, connection refused or dropped), 5xx,
   408, and 429 from the per-minute/hour limit — the throttle also pauses every call until the server's hint;

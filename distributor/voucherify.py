@@ -23,7 +23,7 @@ from urllib.parse import quote
 import anyio
 import httpx
 
-from . import __version__
+from ._version import __version__
 from .config import Credentials
 
 API_VERSION = "v2018-08-01"

@@ -73,15 +73,21 @@ def world(server: SandboxServer) -> CleverTapWorld:
     return server.clevertap
 
 
-def config_for(tmp_path: Path, server: SandboxServer, members: list[str], *, env: dict[str, str] | None = None,
-               **options: Any) -> JobConfig:
+def config_for(
+    tmp_path: Path, server: SandboxServer, members: list[str], *, env: dict[str, str] | None = None, **options: Any
+) -> JobConfig:
     segment = tmp_path / "segment.csv"
     if not segment.exists():
         write_segment(segment, members)
     values: dict[str, Any] = {
-        "segment": segment, "campaign": "reactivation-20", "rate_limit": "6000/min",
-        "output": tmp_path / "out" / "codes.csv", "api_url": server.url, "timeout": "5s",
-        "property": PROPERTY, "clevertap": server.url,
+        "segment": segment,
+        "campaign": "reactivation-20",
+        "rate_limit": "6000/min",
+        "output": tmp_path / "out" / "codes.csv",
+        "api_url": server.url,
+        "timeout": "5s",
+        "property": PROPERTY,
+        "clevertap": server.url,
     }
     values.update(options)
     return JobConfig.load(None, values, {**SANDBOX_ENV, **CT_ENV, **(env or {})})
@@ -156,7 +162,9 @@ def test_stand_in_profile_and_cursor_pages(stand_in) -> None:
     upload(server, [profile(str(i), f"C{i}") for i in range(1, 8)])
     found = httpx.get(server.url + "/1/profile.json", params={"identity": "3"}, headers=HEADERS).json()
     assert found["record"]["profileData"] == {PROPERTY: "C3"}
-    assert httpx.get(server.url + "/1/profile.json", params={"identity": "x"}, headers=HEADERS).json()["status"] == "fail"
+    assert (
+        httpx.get(server.url + "/1/profile.json", params={"identity": "x"}, headers=HEADERS).json()["status"] == "fail"
+    )
 
     async def all_pages() -> list[list[dict[str, Any]]]:
         credentials = CleverTapCredentials(DEMO_ACCOUNT_ID, DEMO_PASSCODE)
@@ -181,13 +189,18 @@ def test_regions_urls_and_the_passcode_never_shown() -> None:
     assert "s3cr3t" not in repr(credentials) and "s3cr3t" not in str(credentials)
     client = CleverTapClient("https://api.clevertap.com", credentials)
     assert "s3cr3t" not in repr(client)
-    config = JobConfig.load(None, {"segment": "s.csv", "campaign": "c", "rate_limit": "1/s", "api_url": "sandbox",
-                                   "clevertap": "eu1"},
-                            {"CLEVERTAP_ACCOUNT_ID": "ACC-1", "CLEVERTAP_PASSCODE": "s3cr3t-passcode"})
+    config = JobConfig.load(
+        None,
+        {"segment": "s.csv", "campaign": "c", "rate_limit": "1/s", "api_url": "sandbox", "clevertap": "eu1"},
+        {"CLEVERTAP_ACCOUNT_ID": "ACC-1", "CLEVERTAP_PASSCODE": "s3cr3t-passcode"},
+    )
     assert config.clevertap_credentials == credentials and "s3cr3t" not in repr(config)
     with pytest.raises(ConfigError, match="CLEVERTAP_PASSCODE is not set"):
-        JobConfig.load(None, {"segment": "s.csv", "campaign": "c", "rate_limit": "1/s", "api_url": "sandbox",
-                              "clevertap": "eu1"}, {"CLEVERTAP_ACCOUNT_ID": "ACC-1"})
+        JobConfig.load(
+            None,
+            {"segment": "s.csv", "campaign": "c", "rate_limit": "1/s", "api_url": "sandbox", "clevertap": "eu1"},
+            {"CLEVERTAP_ACCOUNT_ID": "ACC-1"},
+        )
 
 
 # ---------------------------------------------------------------------- run --clevertap
@@ -211,7 +224,9 @@ def test_run_pushes_each_members_code_once_with_only_identity_and_property(tmp_p
 
 
 def test_run_delivers_everything_through_faults(tmp_path: Path, stand_in) -> None:
-    server = stand_in(error_rate=0.1, lost_answer_rate=0.1, record_failure_rate=0.05, max_concurrent=2, latency=0.05, seed=5)
+    server = stand_in(
+        error_rate=0.1, lost_answer_rate=0.1, record_failure_rate=0.05, max_concurrent=2, latency=0.05, seed=5
+    )
     members = ids(200)
     result = run(config_for(tmp_path, server, members, clevertap_batch=25, clevertap_concurrency=5))
     assert result.exit_code == EXIT_OK, result.message
@@ -244,10 +259,25 @@ def test_wrong_passcode_stops_before_any_voucherify_call_then_the_same_command_d
 def test_cli_run_with_the_embedded_clevertap_sandbox(tmp_path: Path) -> None:
     segment = write_segment(tmp_path / "s.csv", ids(3))
     runner = CliRunner()
-    result = runner.invoke(main, [
-        "run", "--segment", str(segment), "--campaign", "reactivation-20", "--rate-limit", "600/min",
-        "--api-url", "sandbox", "--output", str(tmp_path / "codes.csv"), "--clevertap", "sandbox",
-    ], env={"CLEVERTAP_ACCOUNT_ID": "someone", "CLEVERTAP_PASSCODE": "ignored-in-sandbox"})
+    result = runner.invoke(
+        main,
+        [
+            "run",
+            "--segment",
+            str(segment),
+            "--campaign",
+            "reactivation-20",
+            "--rate-limit",
+            "600/min",
+            "--api-url",
+            "sandbox",
+            "--output",
+            str(tmp_path / "codes.csv"),
+            "--clevertap",
+            "sandbox",
+        ],
+        env={"CLEVERTAP_ACCOUNT_ID": "someone", "CLEVERTAP_PASSCODE": "ignored-in-sandbox"},
+    )
     # the embedded stand-in uses its own account: this run works
     assert result.exit_code == EXIT_OK, result.output
     assert "clevertap     3 codes held" in result.output
@@ -292,10 +322,25 @@ def test_a_run_without_clevertap_then_push_then_push_all(tmp_path: Path, stand_i
 def test_cli_run_with_a_wrong_passcode_exits_3_in_one_line_naming_the_target(tmp_path: Path, stand_in) -> None:
     server = stand_in()
     segment = write_segment(tmp_path / "s.csv", ids(3))
-    result = CliRunner().invoke(main, [
-        "run", "--segment", str(segment), "--campaign", "reactivation-20", "--rate-limit", "600/min",
-        "--api-url", server.url, "--output", str(tmp_path / "codes.csv"), "--clevertap", server.url,
-    ], env={**SANDBOX_ENV, **CT_ENV, "CLEVERTAP_PASSCODE": "wrong-passcode-789"})
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--segment",
+            str(segment),
+            "--campaign",
+            "reactivation-20",
+            "--rate-limit",
+            "600/min",
+            "--api-url",
+            server.url,
+            "--output",
+            str(tmp_path / "codes.csv"),
+            "--clevertap",
+            server.url,
+        ],
+        env={**SANDBOX_ENV, **CT_ENV, "CLEVERTAP_PASSCODE": "wrong-passcode-789"},
+    )
     assert result.exit_code == EXIT_STOPPED
     last = result.output.splitlines()[-1]
     assert last.startswith("distributor: CleverTap refused account") and server.url in last
@@ -307,7 +352,8 @@ def test_push_with_a_wrong_passcode_exits_3_and_shows_no_passcode(tmp_path: Path
     server = stand_in()
     assert run(config_for(tmp_path, server, ids(5), clevertap=None)).exit_code == EXIT_OK
     result = CliRunner().invoke(
-        main, ["push", "--state", str(tmp_path / "out" / "codes.journal.sqlite"), "--clevertap", server.url],
+        main,
+        ["push", "--state", str(tmp_path / "out" / "codes.journal.sqlite"), "--clevertap", server.url],
         env={**CT_ENV, "CLEVERTAP_PASSCODE": "wrong-passcode-456"},
     )
     assert result.exit_code == EXIT_STOPPED
@@ -322,9 +368,26 @@ def test_kill_9_mid_push_then_rerun_leaves_clevertap_holding_exactly_each_code(t
     members = ids(300)
     segment = write_segment(tmp_path / "s.csv", members)
     journal = tmp_path / "out" / "codes.journal.sqlite"
-    args = ["--segment", str(segment), "--campaign", "reactivation-20", "--rate-limit", "300/s", "--api-url", server.url,
-            "--output", str(tmp_path / "out" / "codes.csv"), "--property", PROPERTY, "--clevertap", server.url,
-            "--clevertap-batch", "10", "--clevertap-concurrency", "2"]
+    args = [
+        "--segment",
+        str(segment),
+        "--campaign",
+        "reactivation-20",
+        "--rate-limit",
+        "300/s",
+        "--api-url",
+        server.url,
+        "--output",
+        str(tmp_path / "out" / "codes.csv"),
+        "--property",
+        PROPERTY,
+        "--clevertap",
+        server.url,
+        "--clevertap-batch",
+        "10",
+        "--clevertap-concurrency",
+        "2",
+    ]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **SANDBOX_ENV, **CT_ENV}
 
     def pushed() -> int:
@@ -334,15 +397,26 @@ def test_kill_9_mid_push_then_rerun_leaves_clevertap_holding_exactly_each_code(t
         except (JournalError, sqlite3.Error):  # not created yet, or being created
             return 0
 
-    process = subprocess.Popen([sys.executable, "-m", "distributor", "run", *args], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "distributor", "run", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for(lambda: pushed() >= 40)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
     assert 40 <= pushed() < 300
 
-    final = subprocess.run([sys.executable, "-m", "distributor", "run", *args], env=env, capture_output=True,
-                           text=True, timeout=120, check=False)
+    final = subprocess.run(
+        [sys.executable, "-m", "distributor", "run", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert final.returncode == EXIT_OK, final.stderr
     assert clevertap_codes(server) == journal_codes(journal) and len(clevertap_codes(server)) == 300
     writes = world(server).writes_per_profile()
@@ -360,11 +434,12 @@ def test_an_older_journal_is_migrated_not_reset(tmp_path: Path) -> None:
         journal.load(run_id, [(1, 1, "000001")])
     raw = sqlite3.connect(path)
     raw.execute("DROP TABLE pushes")
-    raw.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    raw.execute("DROP TABLE code_expiry")
+    raw.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")  # before h7-clevertap
     raw.commit()
     raw.close()
     with Journal.open(path) as journal:
-        assert journal.meta("schema_version") == "3"
+        assert journal.meta("schema_version") == "4"
         assert journal.member("000001") is not None
         assert journal.push_counts() == {"pushed": 0, "failed": 0, "waiting": 0}
 
@@ -394,13 +469,21 @@ def test_status_and_progress_show_the_push_counts(tmp_path: Path, stand_in) -> N
 def test_expiry_property_pushes_a_clevertap_date_and_writes_a_date_column(tmp_path: Path) -> None:
     from distributor.sandbox import Campaign, default_campaigns
 
-    expiring = Campaign(id="camp_expiring", name="expiring-10", expiration_date="2027-01-31T23:59:59.000Z",
-                        discount={"type": "PERCENT", "percent_off": 10})
+    expiring = Campaign(
+        id="camp_expiring",
+        name="expiring-10",
+        expiration_date="2027-01-31T23:59:59.000Z",
+        discount={"type": "PERCENT", "percent_off": 10},
+    )
     world_ = CleverTapWorld(CleverTapConfig(seed=1))
     voucherify = SandboxConfig(seed=1, campaigns=[*default_campaigns(), expiring])
     with SandboxServer(voucherify, clevertap=world_) as server:
-        assert run(config_for(tmp_path, server, ids(4), campaign="expiring-10",
-                              expiry_property="code_valid_until")).exit_code == EXIT_OK
+        assert (
+            run(
+                config_for(tmp_path, server, ids(4), campaign="expiring-10", expiry_property="code_valid_until")
+            ).exit_code
+            == EXIT_OK
+        )
         # a campaign without expiry: the property is left out of the upload
         other = tmp_path / "other"
         other.mkdir()
@@ -412,7 +495,10 @@ def test_expiry_property_pushes_a_clevertap_date_and_writes_a_date_column(tmp_pa
     assert all(line.endswith(",31/01/2027 23:59:59") for line in lines[1:]) and len(lines) == 5
     manifest = json.loads((tmp_path / "out" / "codes.manifest.json").read_text())
     assert manifest["columns"]["code_valid_until"] == {
-        "ctName": "code_valid_until", "dataType": "Date", "dateFormat": "dd/MM/yyyy HH:mm:ss"}
+        "ctName": "code_valid_until",
+        "dataType": "Date",
+        "dateFormat": "dd/MM/yyyy HH:mm:ss",
+    }
 
 
 # ---------------------------------------------------------------------- the audience from CleverTap's profiles API
@@ -422,13 +508,26 @@ def test_query_relative_dates_become_clevertap_day_numbers(tmp_path: Path) -> No
     from distributor.audience import read_query
 
     path = tmp_path / "q.json"
-    path.write_text(json.dumps({"event_name": "Charged", "from": "yesterday", "to": "today",
-                                "common_profile_properties": {"x": ["7 days ago", "Yesterday "]}, "keep": "now"}))
+    path.write_text(
+        json.dumps(
+            {
+                "event_name": "Charged",
+                "from": "yesterday",
+                "to": "today",
+                "common_profile_properties": {"x": ["7 days ago", "Yesterday "]},
+                "keep": "now",
+            }
+        )
+    )
     assert read_query(path, today=date(2026, 3, 1)) == {
-        "event_name": "Charged", "from": 20260228, "to": 20260301,
-        "common_profile_properties": {"x": [20260222, 20260228]}, "keep": "now"}
+        "event_name": "Charged",
+        "from": 20260228,
+        "to": 20260301,
+        "common_profile_properties": {"x": [20260222, 20260228]},
+        "keep": "now",
+    }
     path.write_text("{oops")
-    with pytest.raises(ConfigError, match="q.json is not valid JSON: line 1 column 2"):
+    with pytest.raises(ConfigError, match=r"q\.json is not valid JSON: line 1 column 2"):
         read_query(path)
 
 
@@ -438,9 +537,23 @@ def test_run_reads_the_audience_from_clevertap_then_next_day_publishes_only_newc
         world(server).profiles[("identity", identity)] = {"Name": "someone"}
     query = tmp_path / "charged-yesterday.json"
     query.write_text(json.dumps({"event_name": "Charged", "from": "yesterday", "to": "yesterday"}))
-    args = ["run", "--clevertap-query", str(query), "--campaign", "reactivation-20", "--rate-limit", "600/min",
-            "--api-url", server.url, "--output", str(tmp_path / "out" / "codes.csv"), "--property", PROPERTY,
-            "--clevertap", server.url]
+    args = [
+        "run",
+        "--clevertap-query",
+        str(query),
+        "--campaign",
+        "reactivation-20",
+        "--rate-limit",
+        "600/min",
+        "--api-url",
+        server.url,
+        "--output",
+        str(tmp_path / "out" / "codes.csv"),
+        "--property",
+        PROPERTY,
+        "--clevertap",
+        server.url,
+    ]
     first = CliRunner().invoke(main, args, env={**SANDBOX_ENV, **CT_ENV})
     assert first.exit_code == EXIT_OK, first.output
     _, codes = read_codes(tmp_path / "out" / "codes.csv")
@@ -478,8 +591,10 @@ def test_status_and_push_take_a_job_file_whose_audience_comes_from_clevertap(tmp
     world(server).profiles[("identity", "q-1")] = {}
     (tmp_path / "q.json").write_text("{}")
     job = tmp_path / "job.toml"
-    job.write_text(f'clevertap_query = "q.json"\ncampaign = "reactivation-20"\nrate_limit = "600/min"\n'
-                   f'api_url = "{server.url}"\nclevertap = "{server.url}"\noutput = "out/codes.csv"\n')
+    job.write_text(
+        f'clevertap_query = "q.json"\ncampaign = "reactivation-20"\nrate_limit = "600/min"\n'
+        f'api_url = "{server.url}"\nclevertap = "{server.url}"\noutput = "out/codes.csv"\n'
+    )
     runner = CliRunner()
     assert runner.invoke(main, ["run", str(job)], env={**SANDBOX_ENV, **CT_ENV}).exit_code == EXIT_OK
     status = runner.invoke(main, ["status", str(job)])
@@ -494,11 +609,30 @@ def test_sigterm_pushes_what_was_published_before_exiting_3(tmp_path: Path, stan
     members = ids(400)
     segment = write_segment(tmp_path / "s.csv", members)
     journal = tmp_path / "out" / "codes.journal.sqlite"
-    args = ["--segment", str(segment), "--campaign", "reactivation-20", "--rate-limit", "40/s", "--api-url", server.url,
-            "--output", str(tmp_path / "out" / "codes.csv"), "--property", PROPERTY, "--clevertap", server.url]
+    args = [
+        "--segment",
+        str(segment),
+        "--campaign",
+        "reactivation-20",
+        "--rate-limit",
+        "40/s",
+        "--api-url",
+        server.url,
+        "--output",
+        str(tmp_path / "out" / "codes.csv"),
+        "--property",
+        PROPERTY,
+        "--clevertap",
+        server.url,
+    ]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **SANDBOX_ENV, **CT_ENV}
-    process = subprocess.Popen([sys.executable, "-m", "distributor", "run", *args], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "distributor", "run", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     def pushed() -> int:
         try:
@@ -509,7 +643,7 @@ def test_sigterm_pushes_what_was_published_before_exiting_3(tmp_path: Path, stan
 
     wait_for(lambda: pushed() >= 30)
     process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=30)
+    _, err = process.communicate(timeout=30)
     assert process.returncode == EXIT_STOPPED, err
     held = journal_codes(journal)
     assert 30 <= len(held) < 400

@@ -1,6 +1,6 @@
 """A local stand-in for CleverTap's server API: profile uploads, one-profile look-ups and the profiles query.
 
-It answers as CleverTap does (facts in ``../shared/reference/clevertap.md``):
+It answers as CleverTap documents it:
 
 * ``POST /1/upload`` — ``{"d": [record, …]}``, at most ``max_records`` records (1000), answered HTTP 200 with
   ``{"status": "success"|"partial"|"fail", "processed": N, "unprocessed": [{"status": "fail", "code": C,
@@ -43,10 +43,26 @@ CODE_MISSING_IDENTITY = 523
 CODE_VALUE_TOO_LONG = 521
 CODE_TRANSIENT = 500
 
-_PLACEHOLDERS = frozenset({
-    "undefined", "null", "na", "n/a", "0", "nil", "-1", "infinity", "-infinity", "inf", "-inf", "nan", "-nan",
-    "empty", "xxxxxx", "none",
-})
+_PLACEHOLDERS = frozenset(
+    {
+        "undefined",
+        "null",
+        "na",
+        "n/a",
+        "0",
+        "nil",
+        "-1",
+        "infinity",
+        "-infinity",
+        "inf",
+        "-inf",
+        "nan",
+        "-nan",
+        "empty",
+        "xxxxxx",
+        "none",
+    }
+)
 _IDENTIFIER_PROPERTIES = ("Email", "Phone", "Name")
 
 
@@ -99,8 +115,16 @@ class CleverTapWorld:
         self.profiles: dict[tuple[str, str], dict[str, Any]] = {}
         self.writes: list[Write] = []
         self.counts: dict[str, int] = {
-            "uploads": 0, "records": 0, "unauthorized": 0, "too_many_concurrent": 0, "fault_5xx": 0,
-            "lost_answer": 0, "record_failures": 0, "too_many_records": 0, "identifier_properties": 0, "query_faults": 0,
+            "uploads": 0,
+            "records": 0,
+            "unauthorized": 0,
+            "too_many_concurrent": 0,
+            "fault_5xx": 0,
+            "lost_answer": 0,
+            "record_failures": 0,
+            "too_many_records": 0,
+            "identifier_properties": 0,
+            "query_faults": 0,
         }
         self.max_in_flight = 0
         self._in_flight = 0
@@ -147,11 +171,12 @@ class CleverTapWorld:
         """Apply an upload body; returns the HTTP status and the JSON answer."""
         records = payload.get("d") if isinstance(payload, dict) else None
         if not isinstance(records, list):
-            return 400, {"status": "fail", "error": "Invalid payload: expected {\"d\": [...]}", "code": 400}
+            return 400, {"status": "fail", "error": 'Invalid payload: expected {"d": [...]}', "code": 400}
         if len(records) > self.config.max_records:
             self.counts["too_many_records"] += 1
             return 400, {
-                "status": "fail", "code": 400,
+                "status": "fail",
+                "code": 400,
                 "error": f"Too many records: {len(records)} given, at most {self.config.max_records} allowed",
             }
         self.counts["uploads"] += 1
@@ -160,10 +185,14 @@ class CleverTapWorld:
             refusal = self._apply(record)
             if refusal is not None:
                 code, message = refusal
-                unprocessed.append({
-                    "status": "fail", "code": code, "error": f"{message}. Skipped record number : {index}",
-                    "record": record,
-                })
+                unprocessed.append(
+                    {
+                        "status": "fail",
+                        "code": code,
+                        "error": f"{message}. Skipped record number : {index}",
+                        "record": record,
+                    }
+                )
         processed = len(records) - len(unprocessed)
         status = "success" if not unprocessed else ("partial" if processed else "fail")
         return 200, {"status": status, "processed": processed, "unprocessed": unprocessed}
@@ -174,8 +203,13 @@ class CleverTapWorld:
             return 512, "Invalid record: type must be profile"
         key = "identity" if "identity" in record else "objectId"
         identity = record.get(key)
-        if (not isinstance(identity, str) or not identity or len(identity) >= 1024 or identity.lower() in _PLACEHOLDERS
-                or identity in self.config.refused_identities):
+        if (
+            not isinstance(identity, str)
+            or not identity
+            or len(identity) >= 1024
+            or identity.lower() in _PLACEHOLDERS
+            or identity in self.config.refused_identities
+        ):
             return CODE_MISSING_IDENTITY, "Identity or objectId missing or invalid"
         data = record.get("profileData")
         if not isinstance(data, dict):
@@ -203,7 +237,11 @@ class CleverTapWorld:
         if not isinstance(query, dict):
             return 400, {"status": "fail", "error": "Invalid query", "code": 400}
         if not 1 <= batch_size <= self.config.max_batch_size:
-            return 400, {"status": "fail", "error": f"batch_size must be 1 to {self.config.max_batch_size}", "code": 400}
+            return 400, {
+                "status": "fail",
+                "error": f"batch_size must be 1 to {self.config.max_batch_size}",
+                "code": 400,
+            }
         records = [{key[0]: key[1], "profileData": dict(data)} for key, data in self.profiles.items()]
         cursor = self._new_cursor(records, 0, batch_size)
         return 200, {"status": "success", "cursor": cursor}
@@ -213,7 +251,7 @@ class CleverTapWorld:
         if state is None:
             return 400, {"status": "fail", "error": "Invalid or expired cursor", "code": 400}
         records, start, size = state
-        page = records[start:start + size]
+        page = records[start : start + size]
         answer: dict[str, Any] = {"status": "success", "records": page}
         if start + size < len(records):
             answer["next_cursor"] = self._new_cursor(records, start + size, size)
