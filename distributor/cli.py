@@ -743,6 +743,9 @@ def _leavers_summary(leavers: dict[str, Any] | None) -> list[str]:
 def _upload_line(summary: dict[str, Any]) -> str:
     """Which file to hand to CleverTap, with which manifest: this run's delta, which no later run rewrites."""
     upload = summary.get("upload") or {}
+    pushed = summary.get("clevertap") or {}  # h7-clevertap: the run pushed the codes itself
+    if pushed and not pushed.get("waiting") and not pushed.get("failed"):
+        return "  upload        nothing: CleverTap holds every code (pushed by the run)"
     if not upload.get("codes"):
         return "  upload        nothing new (no code published since the last delta file)"
     return f"  upload        {upload['codes']} ({upload['count']} codes) with {upload['manifest']}"

@@ -844,6 +844,8 @@ class Distribution:
             summary["clevertap"] = self._push_outcome.to_dict()
             if reason in ("push_failures", "push_incomplete"):
                 summary["next_step"] = f"see {files['push_errors']}; `distributor push` pushes what CleverTap lacks"
+            elif exit_code == EXIT_OK:
+                summary["next_step"] = "nothing to upload: CleverTap holds every code (pushed by the run)"
         if hasattr(self, "_throttle"):
             summary["rate"]["lowest_allowed_per_window"] = self._throttle.stats.lowest_allowed
             summary["rate"]["paused_for_server_seconds"] = round(self._throttle.stats.seconds_paused, 3)

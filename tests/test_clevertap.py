@@ -281,6 +281,7 @@ def test_cli_run_with_the_embedded_clevertap_sandbox(tmp_path: Path) -> None:
     # the embedded stand-in uses its own account: this run works
     assert result.exit_code == EXIT_OK, result.output
     assert "clevertap     3 codes held" in result.output
+    assert "upload        nothing: CleverTap holds every code (pushed by the run)" in result.output
 
 
 def test_final_refusals_are_reported_with_clevertaps_code_and_make_exit_1(tmp_path: Path, stand_in) -> None:
