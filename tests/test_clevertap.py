@@ -651,3 +651,21 @@ def test_sigterm_pushes_what_was_published_before_exiting_3(tmp_path: Path, stan
     assert clevertap_codes(server) == held  # everything published before the stop reached CleverTap
     summary = json.loads((tmp_path / "out" / "codes.summary.json").read_text())
     assert summary["clevertap"]["waiting"] == 0 and summary["reason"] == "interrupted"
+
+
+def test_a_passcode_revoked_mid_push_stops_with_exit_3_then_push_finishes(tmp_path: Path, stand_in) -> None:
+    from dataclasses import replace
+
+    server = stand_in(revoked_after_uploads=2)
+    members = ids(60)
+    result = run(config_for(tmp_path, server, members, clevertap_batch=10, clevertap_concurrency=1))
+    assert result.exit_code == EXIT_STOPPED and result.reason == "push_incomplete"
+    assert "CleverTap refused the credentials while pushing" in result.message
+    pushed = result.summary["clevertap"]
+    assert pushed["pushed"] == 20 and pushed["waiting"] == 40 and pushed["failed"] == 0
+
+    world(server).config = replace(world(server).config, revoked_after_uploads=None)  # a new passcode
+    state = str(tmp_path / "out" / "codes.journal.sqlite")
+    finished = CliRunner().invoke(main, ["push", "--state", state, "--clevertap", server.url], env=CT_ENV)
+    assert finished.exit_code == EXIT_OK, finished.output
+    assert clevertap_codes(server) == journal_codes(Path(state)) and len(clevertap_codes(server)) == 60

@@ -80,6 +80,8 @@ class CleverTapConfig:
     record_failure_rate: float = 0.0
     #: share of profiles-query calls (start and pages) answered 429 (half) or 503 (half), as its small cap does
     query_error_rate: float = 0.0
+    #: the passcode revoked mid-run: after this many uploads every request answers 401
+    revoked_after_uploads: int | None = None
     max_batch_size: int = 5000
     #: Identities CleverTap refuses for good (523), as it does a malformed one: per-record final failures.
     refused_identities: frozenset[str] = frozenset()
@@ -145,7 +147,9 @@ class CleverTapWorld:
 
     # ------------------------------------------------------------------ rules
     def authorised(self, account_id: str | None, passcode: str | None) -> bool:
+        revoked = self.config.revoked_after_uploads
         ok = account_id == self.config.account_id and passcode == self.config.passcode
+        ok = ok and (revoked is None or self.counts["uploads"] < revoked)
         if not ok:
             self.counts["unauthorized"] += 1
         return ok
