@@ -669,3 +669,15 @@ def test_a_passcode_revoked_mid_push_stops_with_exit_3_then_push_finishes(tmp_pa
     finished = CliRunner().invoke(main, ["push", "--state", state, "--clevertap", server.url], env=CT_ENV)
     assert finished.exit_code == EXIT_OK, finished.output
     assert clevertap_codes(server) == journal_codes(Path(state)) and len(clevertap_codes(server)) == 60
+
+
+def test_distributor_sandbox_serves_clevertap_on_the_same_port() -> None:
+    from distributor.sandbox.process import SandboxProcess
+
+    with SandboxProcess("--clevertap-record-failure-rate", "0") as process:
+        answer = httpx.post(process.url + "/1/upload", json={"d": [profile("s-1", "CODE")]}, headers=HEADERS, timeout=5)
+        found = httpx.get(process.url + "/1/profile.json", params={"identity": "s-1"}, headers=HEADERS, timeout=5)
+        wrong = httpx.post(process.url + "/1/upload", json={"d": []}, headers={}, timeout=5)
+    assert answer.json() == {"status": "success", "processed": 1, "unprocessed": []}
+    assert found.json()["record"]["profileData"] == {PROPERTY: "CODE"}
+    assert wrong.status_code == 401
