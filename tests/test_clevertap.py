@@ -681,3 +681,14 @@ def test_distributor_sandbox_serves_clevertap_on_the_same_port() -> None:
     assert answer.json() == {"status": "success", "processed": 1, "unprocessed": []}
     assert found.json()["record"]["profileData"] == {PROPERTY: "CODE"}
     assert wrong.status_code == 401
+
+
+def test_codes_reach_clevertap_while_the_run_is_still_publishing(tmp_path: Path, stand_in) -> None:
+    server = stand_in()
+    result = run(config_for(tmp_path, server, ids(200), rate_limit="50/s"))  # about 4 s of publishing
+    assert result.exit_code == EXIT_OK
+    with sqlite3.connect(tmp_path / "out" / "codes.journal.sqlite") as db:
+        last_published = db.execute("SELECT max(updated_at) FROM members WHERE state = 'done'").fetchone()[0]
+    first_pushed = min(write.at for write in world(server).writes)
+    assert last_published - first_pushed > 1.0  # pushed at least a second before publishing ended
+    assert world(server).counts["uploads"] >= 2  # flushed during the run, not once at the end
