@@ -92,7 +92,7 @@ def fetch_audience(config: JobConfig, *, today: date | None = None) -> JobConfig
     if config.clevertap is None:
         raise ConfigError("clevertap_query needs --clevertap: the account's region (eu1, in1, …), a URL or 'sandbox'")
     query = read_query(Path(config.clevertap_query), today=today)
-    path = config.segment
+    path = config.audience_path
     count = anyio.run(lambda: _fetch(config, query, path), backend="asyncio")
     log.info("audience: %d profiles from CleverTap's query %s into %s", count, config.clevertap_query, path)
     return config

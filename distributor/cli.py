@@ -45,8 +45,15 @@ class Failure(click.ClickException):
 def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options shared by every command that works on a distribution (run, plan, status, export)."""
     options = [
-        click.argument("job_file", required=False, type=click.Path(path_type=Path, dir_okay=False)),
-        click.option("--segment", type=click.Path(path_type=Path), help="Segment export: CSV, CSV.gz, JSON lines or Parquet."),
+        click.argument("job_file", nargs=-1, type=click.Path(path_type=Path, dir_okay=False), callback=_one_job_file),
+        click.option(
+            "--segment",
+            multiple=True,
+            type=click.Path(path_type=Path),
+            callback=lambda _ctx, _param, value: value or None,
+            help="Segment export: CSV, CSV.gz, JSON lines or Parquet. Repeat it, or give a folder or a quoted glob "
+            "('exports/part-*.csv.gz'), to read several parts as one segment.",
+        ),
         click.option("--id-column", help="Column holding the identity (default: recognise identity, Identity, objectId…)."),
         click.option("--campaign", help="Voucherify campaign: its name or camp_… id."),
         click.option("--distribution", help="Name of this distribution (default: the campaign's id). A new name may give customers new codes."),
@@ -57,8 +64,9 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--property", "property_name", help=f"Profile property that receives the code (default {DEFAULT_PROPERTY})."),
         click.option("--state", type=click.Path(path_type=Path, dir_okay=False), help="Journal file (default: <output>.journal.sqlite beside the output)."),
         click.option("--concurrency", type=int, help="Calls in flight at once (default: adapted to the measured latency)."),
-        click.option("--timeout", help="Seconds to wait for one answer (default 30s)."),
-        click.option("--max-attempts", type=int, help="Attempts per member before it is recorded as failed (default 8)."),
+        click.option("--timeout", help="Deadline of one whole call, answer included (default 30s)."),
+        click.option("--max-pause", help="Longest pause a 429 may ask for; longer stops the run, exit 3 (default 15min)."),
+        click.option("--max-attempts", type=int, help="Attempts per member in one run on transient failures (default 8); a member is failed only by a refusal."),
         click.option("-v", "--verbose", is_flag=True, default=None, help="Log every decision, not just progress."),
         click.option("--deliver-to", type=click.Choice(["members", "leavers"]), help="Who gets a code: every member of the segment (default), or each member who left it since the previous complete run."),
     ]
@@ -79,6 +87,42 @@ def _clevertap_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+#: Names and first bytes of segment exports: given where a job file is expected, they get a hint, not a TOML error.
+_DATA_SUFFIXES = {".csv", ".tsv", ".tab", ".gz", ".jsonl", ".ndjson", ".json", ".parquet"}
+_DATA_MAGIC = (b"\x1f\x8b", b"PAR1", b"{")
+
+
+def _one_job_file(_ctx: click.Context, _param: click.Parameter, given: tuple[Path, ...]) -> Path | None:
+    """JOB_FILE: at most one, and a TOML file.  A segment export given in its place (``run segment.csv``, or a
+    shell glob expanded into several arguments) is refused with a hint to use --segment."""
+    exports = [path for path in given if _looks_like_export(path)]
+    if exports:
+        parts = " ".join(f"--segment {path}" for path in exports[:3]) + (" …" if len(exports) > 3 else "")
+        several = " (quote a glob, 'part-*.csv.gz', so that distributor expands it)" if len(exports) > 1 else ""
+        what = "looks like a segment export" if len(exports) == 1 else "look like segment exports"
+        shown = ", ".join(str(path) for path in exports[:3]) + (f" and {len(exports) - 3} more" if len(exports) > 3 else "")
+        raise Failure(f"{shown} {what}, not a job file: use {parts}{several}", EXIT_UNUSABLE_INPUT)
+    if len(given) > 1:
+        raise Failure(
+            f"one job file at most, but {len(given)} were given: {', '.join(str(p) for p in given)}", EXIT_UNUSABLE_INPUT
+        )
+    return given[0] if given else None
+
+
+def _looks_like_export(path: Path) -> bool:
+    """A data file by its name (``.csv``, ``.gz``, ``.parquet``, …) or by its first bytes (gzip, Parquet, JSON)."""
+    if path.suffix.lower() == ".toml":
+        return False
+    if path.suffix.lower() in _DATA_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4).lstrip()
+    except OSError:
+        return False
+    return head.startswith(_DATA_MAGIC)
 
 
 def _load_config(job_file: Path | None, options: dict[str, Any]) -> JobConfig:
@@ -714,7 +758,8 @@ def render_summary(summary: dict[str, Any]) -> str:
     if members["failed"]:
         lines.append(f"  errors        {summary['files']['errors']}")
     if skipped["total"]:
-        lines.append(f"  skipped rows  {summary['files']['skipped']}")
+        unlisted = f" ({skipped['not_listed']:,} not listed)" if skipped.get("not_listed") else ""
+        lines.append(f"  skipped rows  {summary['files']['skipped']}{unlisted}")
     update = summary.get("segment_update") or {}
     if update.get("left"):
         lines.append(f"  left segment  {update['left']} (not touched; see {summary['files'].get('left')})")

@@ -53,7 +53,7 @@ class Credentials:
         return f"Credentials(app_id={self.app_id!r}, app_token='***')"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "Credentials | None":
+    def from_env(cls, env: Mapping[str, str]) -> Credentials | None:
         app_id, token = env.get(ENV_APP_ID, "").strip(), env.get(ENV_APP_TOKEN, "").strip()
         if not app_id and not token:
             return None
@@ -63,11 +63,32 @@ class Credentials:
         return cls(app_id, token)
 
 
+class SegmentPaths(tuple[Path, ...]):
+    """The segment as given: one or several parts, each a file, a folder of parts or a glob pattern (expanded
+    when the segment is opened, see :func:`distributor.segment.open_segment`).  As text: the paths joined by
+    `` + ``, so a one-file segment reads as its path."""
+
+    def __str__(self) -> str:
+        return " + ".join(str(path) for path in self)
+
+
+def segment_paths(value: object, where: str = "") -> SegmentPaths:
+    """``--segment`` (given once or repeated) or a job file's ``segment`` (a path or a list of paths)."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise ConfigError(f"segment is missing{where}: give --segment or set segment in the job file")
+    paths = [Path(item) for item in items if isinstance(item, (str, Path)) and str(item)]
+    if len(paths) != len(items):
+        raise ConfigError(f"segment{where} must be a path or a list of paths (files, folders or glob patterns)")
+    return SegmentPaths(paths)
+
+
 @dataclass(frozen=True)
 class JobConfig:
     """Everything one distribution run needs.  Build it with :meth:`load` (job file + overrides + env)."""
 
-    segment: Path
+    #: The segment's parts: several are read as one segment (``--segment`` repeated, a folder, a glob).
+    segment: SegmentPaths
     campaign: str
     rate_limit: Rate
     output: Path
@@ -83,7 +104,12 @@ class JobConfig:
     concurrency: int | None = None
     #: Fraction of ``rate_limit`` to leave unused for the shop's own traffic (0.2 = run at 80 %).
     headroom: float = 0.0
+    #: Deadline of one whole call (connect, send, answer and body), in seconds.
     timeout: float = 30.0
+    #: The longest pause a server's 429 may ask for; a longer one stops the run (exit 3) saying when to resume.
+    max_pause: float = 900.0
+    #: Attempts per member before its transient failures stop being retried in this run (it is served again by
+    #: the next run, never marked failed).
     max_attempts: int = 8
     retry_failed: bool = False
     #: Who gets a code: every member of the segment (``members``), or each member who left it since the previous
@@ -150,7 +176,7 @@ class JobConfig:
         job_file: Path | None = None,
         overrides: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
-    ) -> "JobConfig":
+    ) -> JobConfig:
         """Merge a job file, command-line ``overrides`` (``None`` values are ignored) and the environment."""
         values: dict[str, Any] = {}
         if job_file is not None:
@@ -163,7 +189,7 @@ class JobConfig:
     @classmethod
     def from_mapping(
         cls, values: Mapping[str, Any], *, env: Mapping[str, str], job_file: Path | None = None
-    ) -> "JobConfig":
+    ) -> JobConfig:
         where = f" in {job_file}" if job_file else ""
         known = {f.name for f in fields(cls)} - {"credentials", "job_file", "clevertap_credentials"}
         unknown = sorted(set(values) - known)
@@ -180,9 +206,11 @@ class JobConfig:
                 raise ConfigError(f"{required} is missing: give {flag} or set {required} in the job file{hint}")
 
         data = dict(values)
-        data["segment"] = Path(data.get("segment") or "")  # clevertap_query: the audience file, set below
-        if from_clevertap:
+        if from_clevertap:  # the day's audience file stands for the segment: set below, once the output is known
+            data["segment"] = SegmentPaths([Path()])
             data["clevertap_query"] = Path(data["clevertap_query"])
+        else:
+            data["segment"] = segment_paths(data["segment"], where)
         data["rate_limit"] = data["rate_limit"] if isinstance(data["rate_limit"], Rate) else Rate.parse(data["rate_limit"])
         data["campaign"] = str(data["campaign"]).strip()
         if not data["campaign"]:
@@ -195,11 +223,12 @@ class JobConfig:
             data["state"] = Path(data["state"])
         else:
             data["state"] = None
-        if "timeout" in data:
-            data["timeout"] = parse_duration(data["timeout"])
+        for duration in ("timeout", "max_pause"):
+            if duration in data:
+                data[duration] = parse_duration(data[duration])
         config = cls(**data, job_file=job_file)
         if from_clevertap:
-            config = replace(config, segment=config.audience_path)
+            config = replace(config, segment=SegmentPaths([config.audience_path]))
         config = replace(config, credentials=config._credentials_from(env))
         if config.clevertap is not None:
             config = replace(config, clevertap_credentials=CleverTapCredentials.from_env(env))
@@ -238,6 +267,8 @@ class JobConfig:
             raise ConfigError(f"max_attempts {self.max_attempts!r} must be a whole number from 1 to 100")
         if not 0.1 <= self.timeout <= 170:
             raise ConfigError(f"timeout {self.timeout}s must be between 0.1s and 170s (Voucherify cuts requests at 3 min)")
+        if not 1.0 <= self.max_pause <= 7 * 86400:
+            raise ConfigError(f"max_pause {self.max_pause:g}s must be between 1s and 7 days (e.g. 15min)")
         if self.distribution is not None and not str(self.distribution).strip():
             raise ConfigError("distribution is empty: leave it out to use the campaign, or give a name")
         self._validate_clevertap()
@@ -265,13 +296,23 @@ class JobConfig:
                               "(CleverTap answers 429 beyond 15 concurrent requests)")
 
 
-def publication_source_id(distribution: str, identity: str) -> str:
-    """The idempotency key of one customer's publication in one distribution.
+def publication_source_id(distribution: str, campaign: str, identity: str) -> str:
+    """The idempotency key of one customer's publication of one campaign in one distribution.
 
     Deterministic, so a retry or a rerun asks Voucherify for the same publication and gets the same code back;
-    different for another distribution of the same campaign.  Identities can be 1023 characters of anything,
-    so the key carries a hash of them, prefixed with a readable slug of the distribution.
+    different for another campaign (even under the same distribution name: Voucherify would otherwise answer
+    ``duplicate_source_id`` and the look-up would find the other campaign's code) and for another distribution.
+    ``campaign`` is the campaign's ``camp_…`` id when the pre-flight resolved it, else the configured campaign;
+    the journal pins the choice on its first run (meta ``key_campaign``) and each member's key on its first call.
+    Identities can be 1023 characters of anything, so the key carries a hash, prefixed with a readable slug.
     """
+    material = b"\x00".join((b"v2", distribution.encode(), campaign.encode(), identity.encode()))
+    digest = hashlib.sha256(material).hexdigest()[:32]
+    return f"{slugify(distribution)[:40]}-{digest}"
+
+
+def publication_source_id_v1(distribution: str, identity: str) -> str:
+    """The key of journals before schema 3 (distribution and customer only): kept for their members' calls."""
     digest = hashlib.sha256(distribution.encode() + b"\x00" + identity.encode()).hexdigest()[:32]
     return f"{slugify(distribution)[:40]}-{digest}"
 
@@ -312,5 +353,7 @@ def _read_job_file(path: Path) -> dict[str, Any]:
             raise ConfigError(f"unknown table [{key}] in {path}")
         if key in ("segment", "output", "state", "clevertap_query") and isinstance(value, str) and value:
             value = os.path.normpath(base / value)
+        elif key == "segment" and isinstance(value, list):  # several parts, each relative to the job file
+            value = [os.path.normpath(base / item) if isinstance(item, str) and item else item for item in value]
         values[key] = value
     return values

@@ -107,7 +107,12 @@ class RunStats:
     recovered_by_lookup: int = 0
     #: deliver_to=leavers: watched members this run found gone (now owed a code)
     leavers_found: int = 0
+    #: members whose calls failed only transiently while others succeeded: left for the next run, never failed
+    deferred: int = 0
+    last_transient: str = ""
     in_flight: int = 0
+    #: seconds the server still makes every call wait (a 429's hint): no ETA means anything meanwhile
+    paused_for: float = 0.0
     started_wall: float = field(default_factory=time.time)
     first_call: float | None = None
     last_call: float | None = None
@@ -120,7 +125,7 @@ class RunStats:
 
     @property
     def remaining(self) -> int:
-        return max(0, self.to_publish - self.published - self.failed)
+        return max(0, self.to_publish - self.published - self.failed - self.deferred)
 
     @property
     def achieved_per_second(self) -> float | None:
@@ -136,6 +141,8 @@ class RunStats:
         return None if achieved is None or not self.budget_per_second else achieved / self.budget_per_second
 
     def eta_seconds(self) -> float | None:
+        if self.paused_for > 0:
+            return None
         if not self.remaining:
             return 0.0
         rate = self.achieved_per_second or self.budget_per_second
@@ -175,7 +182,15 @@ class Distribution:
         self._work_scope: anyio.CancelScope | None = None
         self._consecutive_failures = 0
         self._last_success = 0.0
+        #: members whose latest call failed transiently → (first, latest failure), loop time: tells a member's
+        #: own trouble from an outage
+        self._failing: dict[int, tuple[float, float]] = {}
         self._campaign_ref = config.campaign  # the campaign's id once known
+        #: what a publication's voucher must name to be this campaign's (``camp_…`` id, name), when known
+        self._campaign_id: str | None = None
+        self._campaign_name: str | None = None
+        #: the campaign part of new publication keys (pinned by the journal's first run)
+        self._key_campaign = config.campaign
         self._distribution = ""
         self._join_once = False
         #: deliver_to=leavers: the run whose segment was the watch list when this run read its own (0: none)
@@ -193,7 +208,7 @@ class Distribution:
         try:
             journal.lock()
             self._check_journal(journal, segment)
-            run_id = journal.start_run(str(config.segment))
+            run_id = journal.start_run(segment.name)  # what was read: every part, globs and folders expanded
             self._begin_files(journal, run_id)
             await self._run_watched(journal, run_id, segment)
             result = self._finish(journal, run_id, segment)
@@ -247,7 +262,7 @@ class Distribution:
     def _check_journal(self, journal: Journal, segment: Segment) -> None:
         config = self.config
         journal.check_belongs(
-            key=segment.key, distribution=config.distribution, campaign=config.campaign, segment=segment.path
+            key=segment.key, distribution=config.distribution, campaign=config.campaign, segment=segment.name
         )
         journal.check_delivery(config.deliver_to)
         journal.set_meta(key=segment.key, property=config.property_name, deliver_to=config.deliver_to)
@@ -322,7 +337,11 @@ class Distribution:
         config = self.config
         self._last_success = anyio.current_time()
         # The server still counts the calls a previous (perhaps killed) run made in the current window.
-        self._throttle = Throttle(config.budget, history=journal.calls_since(time.time() - 2 * config.budget.period))
+        self._throttle = Throttle(
+            config.budget,
+            history=journal.calls_since(time.time() - 2 * config.budget.period),
+            max_pause=config.max_pause,
+        )
         self._in_flight = InFlightTarget(config.budget.per_second, fixed=config.concurrency, ceiling=MAX_IN_FLIGHT)
         self._journal, self._run_id, self._api = journal, run_id, client
 
@@ -358,16 +377,35 @@ class Distribution:
                         f"journal {journal.path} belongs to campaign {known_id}, but {config.campaign!r} is {campaign.id}"
                     )
                 self._campaign_ref, self._join_once, known_id = campaign.id, campaign.join_once, campaign.id
-                journal.set_meta(join_once="1" if campaign.join_once else "0", campaign_type=campaign.type or "")
+                journal.set_meta(
+                    join_once="1" if campaign.join_once else "0", campaign_type=campaign.type or "",
+                    campaign_name=campaign.name,
+                )
                 self._warn_about(campaign)
         # By default the distribution is the campaign's id, so one customer gets one code per campaign even if
         # this journal is lost; the journal pins whatever name its first run used.
         self._distribution = config.distribution or journal.meta("distribution") or known_id or config.campaign
-        journal.set_meta(distribution=self._distribution, campaign=config.campaign, campaign_id=known_id or "")
+        # New keys bind the campaign: its camp_… id when known, else the configured campaign (pre-flight
+        # forbidden).  The journal's first run pins the choice, so that a later run that can resolve the id does
+        # not give a new key to members not yet called; members already called keep their own key anyway.
+        self._key_campaign = journal.meta("key_campaign") or known_id or config.campaign
+        journal.set_meta(
+            distribution=self._distribution, campaign=config.campaign, campaign_id=known_id or "",
+            key_campaign=self._key_campaign,
+        )
+        self._expect_campaign(known_id, journal.meta("campaign_name") or None)
         log.info(
             "distribution %r of campaign %s%s", self._distribution, config.campaign,
             " (join-once)" if self._join_once else "",
         )
+
+    def _expect_campaign(self, campaign_id: str | None, name: str | None) -> None:
+        """What a publication's voucher must name to be this campaign's.  Without the pre-flight, the configured
+        campaign is its id if it looks like one (``camp_…``), else its name."""
+        configured = self.config.campaign
+        looks_like_id = configured.startswith("camp_")
+        self._campaign_id = campaign_id or (configured if looks_like_id else None)
+        self._campaign_name = name or (None if looks_like_id else configured)
 
     def _warn_about(self, campaign: Campaign) -> None:
         if campaign.active is False:
@@ -409,7 +447,8 @@ class Distribution:
     async def _serve(self, member: Member, slots: anyio.CapacityLimiter) -> None:
         """Get this member's code, retrying transient failures with the same ``source_id``."""
         self.stats.in_flight += 1
-        source_id = publication_source_id(self._distribution, member.identity)
+        # a member once called keeps the key of its first call: a new key could get it a second code
+        source_id = member.source_id or publication_source_id(self._distribution, self._key_campaign, member.identity)
         try:
             outcome = await self._call_with_retries(
                 "publish",
@@ -430,22 +469,48 @@ class Distribution:
             slots.release_on_behalf_of(member)
 
     def _save_code(self, member: Member, publication: Publication) -> None:
-        if publication.customer_source_id not in (None, member.identity):
-            # Our source_id came back holding another customer's publication: never hand that code out.
-            self._journal.fail(
-                member.id,
-                status=None,
-                key="source_id_conflict",
-                message=f"publication {publication.id} under this source_id belongs to another customer",
-                request_id=None,
-            )
+        """Save the code — fresh, replayed or looked up — only if it is this customer's code of this campaign."""
+        mismatch = self._mismatch(member, publication)
+        if mismatch is not None:
+            key, message = mismatch
+            # Our source_id came back holding another customer's or another campaign's publication: never hand
+            # that code out.
+            log.warning("member at row %d: %s", member.seen_row, message)
+            self._journal.fail(member.id, status=None, key=key, message=message, request_id=None)
             self.stats.failed += 1
             return
+        self._learn_campaign_name(publication)
         self._journal.complete(
             member.id, self._run_id, code=publication.code, publication_id=publication.id,
             expires_at=expiry_epoch(publication.expiration_date),  # h7-clevertap: --expiry-property
         )
         self.stats.published += 1
+
+    def _mismatch(self, member: Member, publication: Publication) -> tuple[str, str] | None:
+        """``(error key, message)`` when ``publication`` is not ``member``'s publication of this campaign."""
+        where = f"publication {publication.id or '(no id)'} under this member's source_id"
+        if publication.customer_source_id != member.identity:
+            holder = "no customer" if publication.customer_source_id is None else "another customer"
+            return "customer_mismatch", f"{where} belongs to {holder}: its code was not saved"
+        if publication.campaign_id is None and publication.campaign is None:
+            return "campaign_mismatch", f"{where} names no campaign: its code was not saved"
+        if publication.campaign_id is not None and self._campaign_id is not None:
+            same = publication.campaign_id == self._campaign_id
+        elif publication.campaign is not None and self._campaign_name is not None:
+            same = publication.campaign == self._campaign_name
+        else:
+            same = True  # only what we do not know is named; the key itself binds the campaign
+        if same:
+            return None
+        found = publication.campaign or publication.campaign_id
+        expected = self._campaign_name or self._campaign_id
+        return "campaign_mismatch", f"{where} holds a code of campaign {found!r}, not {expected!r}: it was not saved"
+
+    def _learn_campaign_name(self, publication: Publication) -> None:
+        """Without the pre-flight, a fresh answer tells the campaign's name, which look-ups' answers carry alone."""
+        if self._campaign_name is None and publication.campaign and publication.campaign_id == self._campaign_id:
+            self._campaign_name = publication.campaign
+            self._journal.set_meta(campaign_name=publication.campaign)
 
     async def _call_with_retries(
         self,
@@ -464,22 +529,30 @@ class Distribution:
             if not await self._wait_for_turn():
                 return None
             attempt += 1
-            call_id = self._log_call(kind, member)
+            call_id = self._log_call(kind, member, source_id=source_id)
+            served_before = self._last_success  # the latest success when this attempt was sent
             try:
                 result = await call()
             except (ApiError, TransportError) as error:
                 self._journal.record_call_outcome(call_id, **call_outcome(error))
-                decision = decide(error, campaign=self.config.campaign)
+                decision = decide(error, campaign=self.config.campaign, max_pause=self.config.max_pause)
                 self._count_failure(decision)
                 if decision.reason == "rate_limited":
                     attempt -= 1  # the server's limit, not this member's fault: it does not use up attempts
-                outcome = await self._after_failure(kind, member, error, decision, attempt, source_id)
+                if member is not None and decision.action is not Action.FAIL_MEMBER:
+                    now = anyio.current_time()
+                    self._failing[member.id] = (self._failing.get(member.id, (now, now))[0], now)
+                outcome = await self._after_failure(kind, member, error, decision, attempt, source_id, served_before)
+                if outcome is not _RETRY and member is not None:
+                    self._failing.pop(member.id, None)
                 if outcome is _RETRY:
                     continue
                 return outcome
             self._journal.record_call_outcome(call_id, **call_outcome(None))
             self._consecutive_failures = 0
             self._last_success = anyio.current_time()
+            if member is not None:
+                self._failing.pop(member.id, None)
             return result
 
     async def _after_failure(
@@ -490,8 +563,17 @@ class Distribution:
         decision: Decision,
         attempt: int,
         source_id: str | None,
+        served_before: float = 0.0,
     ) -> Any:
-        """Apply ``decision``: returns ``_RETRY``, a recovered result, or ``None`` (member failed / stopping)."""
+        """Apply ``decision``: returns ``_RETRY``, a recovered result, or ``None`` (member failed, left for the next
+        run, or stopping).
+
+        Only a definite refusal fails a member.  Transient failures (no answer, 5xx, 429, a look-up that finds
+        nothing) are retried with backoff for as long as Voucherify fails for everyone — the outage rule stops the
+        run resumably after a minute — and, once ``max_attempts`` are spent while the others are served, the
+        member is left ``sending`` for the next run, which re-sends it under the same key.  The pre-flight call
+        gives up after ``max_attempts`` only once nothing succeeded for a minute.
+        """
         if decision.action is Action.STOP:
             if kind == "campaign" and decision.reason == "forbidden":
                 log.warning("these keys may not read campaigns (403): skipping the pre-flight check")
@@ -509,19 +591,22 @@ class Distribution:
                 self._fail_member(member, error, attempt)
             return None
         if attempt >= self.config.max_attempts:
-            if member is not None:
-                self._fail_member(member, error, attempt, exhausted=True)
-            else:
+            if member is not None and (decision.action is Action.LOOKUP or self._failing_alone(member, served_before)):
+                # a key Voucherify says is taken but whose publication it cannot show, or others are served
+                # meanwhile: this member's trouble persists; the next run tries again
+                self._defer_member(member, error, attempt)
+                return None
+            if member is None and anyio.current_time() - self._last_success >= _OUTAGE_SECONDS:
                 self._request_stop(StopRun(
                     f"no answer to the {kind} call after {attempt} attempts ({error}): run the same command "
                     "again later", reason="unreachable",
                 ))
-            return None
+                return None
         if self._outage():
             return None
         self.stats.retries += 1
         if decision.reason != "rate_limited":  # a 429 already paused the throttle until the server's hint
-            await self._sleep_unless_stopping(backoff(attempt, base=_BACKOFF_BASE, cap=_BACKOFF_CAP))
+            await self._sleep_unless_stopping(backoff(min(attempt, 32), base=_BACKOFF_BASE, cap=_BACKOFF_CAP))
         return _RETRY
 
     async def _look_up(self, member: Member, source_id: str) -> Publication | None:
@@ -529,12 +614,12 @@ class Distribution:
         for attempt in range(1, self.config.max_attempts + 1):
             if not await self._wait_for_turn():
                 return None
-            call_id = self._log_call("lookup", member)
+            call_id = self._log_call("lookup", member, source_id=source_id)
             try:
                 found = await self._api.find_publication(source_id)
             except (ApiError, TransportError) as error:
                 self._journal.record_call_outcome(call_id, **call_outcome(error))
-                decision = decide(error, campaign=self.config.campaign)
+                decision = decide(error, campaign=self.config.campaign, max_pause=self.config.max_pause)
                 self._count_failure(decision)
                 if decision.action is Action.STOP:
                     self._request_stop(StopRun(decision.message, reason=decision.reason, resume_at=decision.not_before))
@@ -549,17 +634,34 @@ class Distribution:
             return found
         return None
 
-    def _fail_member(self, member: Member, error: Exception, attempts: int, *, exhausted: bool = False) -> None:
+    def _fail_member(self, member: Member, error: Exception, attempts: int) -> None:
+        """A definite refusal by Voucherify: the member is ``failed`` (``--retry-failed`` tries it again)."""
         if isinstance(error, ApiError):
             status, key, message, request_id = error.status, error.key, error.description, error.request_id
         else:
             status, key, message, request_id = None, getattr(error, "kind", "no_answer"), str(error), None
-        if exhausted:
-            message = f"gave up after {attempts} attempts; last: {message}"
-            key = f"retries_exhausted:{key}" if key else "retries_exhausted"
         self._journal.fail(member.id, status=status, key=key, message=message, request_id=request_id)
         self.stats.failed += 1
-        log.debug("member at row %d failed: %s %s", member.seen_row, key, message)
+        log.debug("member at row %s failed: %s %s", member.seen_row, key, message)
+
+    def _failing_alone(self, member: Member, served_before: float) -> bool:
+        """This member's latest attempt was sent after others were served (since its failures began), and still
+        failed, while no other member failed since the last success: the trouble is this member's, not an outage
+        (during one, and at its end, every member keeps waiting)."""
+        first, _ = self._failing.get(member.id, (anyio.current_time(), 0.0))
+        others_failing = any(
+            latest > self._last_success for other, (_, latest) in self._failing.items() if other != member.id
+        )
+        return served_before > first and not others_failing
+
+    def _defer_member(self, member: Member, error: Exception, attempts: int) -> None:
+        """Transient failures only, while other members are served: leave it ``sending`` for the next run."""
+        self.stats.deferred += 1
+        self.stats.last_transient = str(error)
+        log.info(
+            "member at row %s: no code after %d attempts (last: %s); the next run tries again", member.seen_row,
+            attempts, error,
+        )
 
     def _count_failure(self, decision: Decision) -> None:
         if decision.reason == "rate_limited":
@@ -583,9 +685,9 @@ class Distribution:
             return True
         return False
 
-    def _log_call(self, kind: str, member: Member | None) -> int:
+    def _log_call(self, kind: str, member: Member | None, *, source_id: str | None = None) -> int:
         now = anyio.current_time()
-        call_id = self._journal.log_call(self._run_id, kind, member.id if member else None)
+        call_id = self._journal.log_call(self._run_id, kind, member.id if member else None, source_id=source_id)
         self.stats.calls[kind] += 1
         if self.stats.first_call is None:
             self.stats.first_call = now
@@ -641,6 +743,7 @@ class Distribution:
         try:
             while True:
                 await anyio.sleep(self.reporter.interval)
+                self.stats.paused_for = max(0.0, self._throttle.paused_until - anyio.current_time())
                 self.reporter.update(self.stats)
         finally:
             self.reporter.finish(self.stats)
@@ -655,6 +758,11 @@ class Distribution:
         elif unserved:
             exit_code, reason = EXIT_STOPPED, "incomplete"
             message = f"{unserved} members still have no code; run the same command again to finish"
+            if stats.deferred:
+                message = (
+                    f"{unserved} members still have no code ({stats.deferred} got only transient failures, last: "
+                    f"{stats.last_transient}); run the same command again to serve them"
+                )
         elif counts["failed"]:
             exit_code, reason = EXIT_MEMBER_FAILURES, "member_failures"
             message = f"{counts['failed']} members could not get a code: see {config.errors_path}"
@@ -838,6 +946,8 @@ class Distribution:
         }
         if config.delivers_to_leavers:
             summary["leavers"] = self._leavers_figures(journal, run_id, counts)
+        if unlisted := journal.skipped_unlisted(run_id):  # only the first rows of each reason are in the report
+            summary["skipped"]["not_listed"] = unlisted
         if self._stop is not None and self._stop.resume_at:
             summary["resume_at"] = _iso(self._stop.resume_at)
         if self._push_outcome is not None:  # h7-clevertap

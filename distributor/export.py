@@ -123,9 +123,8 @@ def export_files(config: JobConfig, journal: Journal, *, run_id: int, delta_run:
         errors = outputs.write_errors(
             config.errors_path, formula_like.watch(journal.failures(), lambda failure: failure.identity), key=key
         )
-        skipped = outputs.write_skipped(
-            config.skipped_path, formula_like.watch(journal.skipped(run_id), lambda row: row[1])
-        )
+        outputs.write_skipped(config.skipped_path, formula_like.watch(journal.skipped(run_id), lambda row: row[1]))
+        skipped = sum(journal.skipped_counts(run_id).values())  # every skipped row, listed in the report or not
         since = journal.delivered_through(before=delta_run)
         delta = _write_delta(config, journal, delta_run, since, key=key)
         left = _write_left(left_path(config), journal, run_id, key=key, tally=formula_like)

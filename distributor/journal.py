@@ -5,7 +5,11 @@ It is the source of truth of a distribution; the CSV files are views of it.  Its
 * A member moves ``pending → sending → done(code) | failed(reason)``.  ``sending`` is written (and committed)
   *before* each publication call, with a row in ``calls``; the answer is committed as soon as it arrives.  A
   member found ``sending`` on resume may or may not have been published: it is sent again with the *same*
-  publication ``source_id``, and Voucherify hands back the code it committed the first time.
+  publication ``source_id``, and Voucherify hands back the code it committed the first time.  That key is stored
+  in the member's row (``members.source_id``) when its first call is logged, and reused for ever after: a later
+  change of how keys are made (or of the campaign's resolution) never gives a called member a second key.
+* ``failed`` is only for Voucherify's definite refusals; a member whose calls failed only transiently stays
+  ``sending`` and is served by the next run.
 * Every API call is logged in ``calls`` before it is sent, so a resumed run knows how much of the server's rate
   window the dead run used, and the summary can count calls per code.
 * One process at a time: :meth:`Journal.lock` takes an exclusive ``flock`` on ``<journal>.lock``, released by the
@@ -28,11 +32,20 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
-from .config import MEMBERS
+from .config import MEMBERS, publication_source_id_v1
 from .errors import JournalError, JournalLocked
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
+
+#: Skipped rows kept as examples per run and reason; the rest are only counted (``skipped_counts``), so a file of
+#: billions of blank or repeated lines costs a few rows, not one per line.
+SKIPPED_EXAMPLES = 1000
+
+#: A row of the segment as messages and reports name it: its number, or ``file:number`` in a segment of several
+#: parts (stored as TEXT in the INTEGER columns ``seen_row`` and ``skipped.row``, which SQLite allows).
+RowLabel = int | str
 
 PENDING = "pending"
 SENDING = "sending"
@@ -66,22 +79,29 @@ CREATE TABLE IF NOT EXISTS members (
     first_run INTEGER NOT NULL,
     seen_run INTEGER NOT NULL,   -- the last run whose segment held this member
     seen_seq INTEGER NOT NULL,   -- its position in that run's segment (dispatch order)
-    seen_row INTEGER NOT NULL,   -- its row in that run's segment file
+    seen_row INTEGER NOT NULL,   -- its row in that run's segment file ('file:row' in a segment of several parts)
     done_run INTEGER,
     updated_at REAL NOT NULL,
     watched_run INTEGER,         -- deliver_to=leavers: the last complete run whose segment held this member
     owed_run INTEGER,            -- deliver_to=leavers: the run that found this member gone (it is owed a code)
+    source_id TEXT,              -- the publication key its first call was made with (NULL: never called)
     CHECK (state <> 'done' OR code IS NOT NULL)
 );
 CREATE INDEX IF NOT EXISTS members_by_run ON members (seen_run, seen_seq);
-CREATE TABLE IF NOT EXISTS skipped (
+CREATE TABLE IF NOT EXISTS skipped (   -- at most SKIPPED_EXAMPLES rows per run and reason, in file order
     run_id INTEGER NOT NULL,
-    row INTEGER NOT NULL,
+    row INTEGER NOT NULL,        -- the row number, or 'file:row' in a segment of several parts
     value TEXT NOT NULL,
     reason TEXT NOT NULL,
     detail TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS skipped_by_run ON skipped (run_id, row);
+CREATE TABLE IF NOT EXISTS skipped_counts (   -- every skipped row, counted
+    run_id INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (run_id, reason)
+);
 CREATE TABLE IF NOT EXISTS calls (
     id INTEGER PRIMARY KEY,
     run_id INTEGER NOT NULL,
@@ -95,10 +115,10 @@ CREATE TABLE IF NOT EXISTS calls (
 CREATE INDEX IF NOT EXISTS calls_by_time ON calls (at);
 """
 
-# MIGRATION(h7-clevertap): schema 4 adds the table `pushes`, each member's CleverTap push state, and the table
+# MIGRATION(h7-clevertap): schema 6 adds the table `pushes`, each member's CleverTap push state, and the table
 # `code_expiry`, the expiration date of each member's voucher (when it has one), both keyed on the member; nothing
 # else changes and no existing row is touched.  New journals get them with the rest of the schema;
-# older journals get them from the `version < 4` step of Journal._migrate.  Both statements are idempotent.
+# older journals get them from the `version < 6` step of Journal._migrate.  Both statements are idempotent.
 _PUSH_TABLES = (
     """CREATE TABLE IF NOT EXISTS pushes (
     member_id INTEGER PRIMARY KEY,
@@ -125,7 +145,9 @@ class Member:
     state: str
     attempts: int
     seen_seq: int
-    seen_row: int
+    seen_row: RowLabel
+    #: the publication ``source_id`` of its first call; ``None`` until a call was logged
+    source_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,13 +156,13 @@ class LoadResult:
 
     added: int
     #: rows whose identity appeared earlier in the same segment: ``(row, identity, first_row)``
-    duplicates: list[tuple[int, str, int]]
+    duplicates: list[tuple[RowLabel, str, RowLabel]]
 
 
 @dataclass(frozen=True)
 class Failure:
     identity: str
-    row: int
+    row: RowLabel
     status: int | None
     key: str | None
     message: str | None
@@ -159,7 +181,7 @@ class Journal:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, path: Path | str, *, readonly: bool = False) -> "Journal":
+    def open(cls, path: Path | str, *, readonly: bool = False) -> Journal:
         path = Path(path)
         if readonly:
             if not path.exists():
@@ -212,7 +234,11 @@ class Journal:
             if version < 3:
                 self._migrate_leavers_and_call_outcomes()
             if version < 4:
-                # MIGRATION(h7-clevertap): v4 adds the CleverTap push-state and code-expiry tables (_PUSH_SCHEMA)
+                self._migrate_skipped_counts()
+            if version < 5:
+                self._migrate_publication_keys()
+            if version < 6:
+                # MIGRATION(h7-clevertap): v6 adds the CleverTap push-state and code-expiry tables (_PUSH_SCHEMA)
                 for statement in _PUSH_TABLES:
                     self._db.execute(statement)
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
@@ -223,20 +249,60 @@ class Journal:
         #   calls.outcome, calls.status, calls.request_id  (how each API call ended, for `export --calls`).
         # Existing rows keep NULL: an older journal has no watch list (its runs delivered to members) and its
         # calls' outcomes were never recorded (exported as "unknown").
-        for statement in (
-            "ALTER TABLE members ADD COLUMN watched_run INTEGER",
-            "ALTER TABLE members ADD COLUMN owed_run INTEGER",
-            "ALTER TABLE calls ADD COLUMN outcome TEXT",
-            "ALTER TABLE calls ADD COLUMN status INTEGER",
-            "ALTER TABLE calls ADD COLUMN request_id TEXT",
+        for table, column, kind in (
+            ("members", "watched_run", "INTEGER"),
+            ("members", "owed_run", "INTEGER"),
+            ("calls", "outcome", "TEXT"),
+            ("calls", "status", "INTEGER"),
+            ("calls", "request_id", "TEXT"),
         ):
-            self._db.execute(statement)
+            self._add_column(table, column, kind)
+
+    def _add_column(self, table: str, column: str, kind: str) -> None:
+        """``ALTER TABLE … ADD COLUMN`` unless the column is there: a migration step may meet a journal that
+        already has it (created by this version's schema, or a step that ran before its version was recorded)."""
+        present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+    # MIGRATION(h2-segment): v4 counts skipped rows in ``skipped_counts`` (created by _SCHEMA, as for a new
+    # journal) and keeps only SKIPPED_EXAMPLES of them per run and reason in ``skipped``.  An older journal's
+    # skipped rows are all kept and counted here, so its reports and counts stay what they were.
+    def _migrate_skipped_counts(self) -> None:
+        self._db.execute(
+            """INSERT OR REPLACE INTO skipped_counts (run_id, reason, count)
+               SELECT run_id, reason, count(*) FROM skipped GROUP BY run_id, reason"""
+        )
+
+    def _migrate_publication_keys(self) -> None:
+        """# MIGRATION(h1-voucherify): v5 adds members.source_id, and transient failures are not final.
+
+        1. Add ``members.source_id``.  Every member already called (``attempts > 0``) was called under the old key,
+           ``publication_source_id_v1(distribution, identity)``: store it, so that a ``sending`` member whose
+           first answer was lost is re-sent under that same key (and gets the code Voucherify committed), never
+           under the new campaign-bound key.  (No distribution in the journal: no call was ever made.)
+        2. Members that old versions marked ``failed`` only because their transient retries ran out
+           (``error_key`` ``retries_exhausted…``) become ``sending`` again, so the next run serves them without
+           ``--retry-failed``; their last error stays in the row for the record.
+        """
+        self._add_column("members", "source_id", "TEXT")
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'distribution'").fetchone()
+        distribution = row[0] if row is not None and row[0] else None
+        if distribution is not None:
+            called = self._db.execute("SELECT id, identity FROM members WHERE attempts > 0").fetchall()
+            self._db.executemany(
+                "UPDATE members SET source_id = ? WHERE id = ? AND source_id IS NULL",
+                [(publication_source_id_v1(distribution, identity), member_id) for member_id, identity in called],
+            )
+        self._db.execute(
+            "UPDATE members SET state = 'sending' WHERE state = 'failed' AND error_key LIKE 'retries_exhausted%'"
+        )
 
     def close(self) -> None:
         self._db.close()
         self.unlock()
 
-    def __enter__(self) -> "Journal":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -325,7 +391,7 @@ class Journal:
         return self._db.execute("SELECT * FROM runs ORDER BY id").fetchall()
 
     # ------------------------------------------------------------------ loading the segment
-    def load(self, run_id: int, rows: Sequence[tuple[int, int, str]]) -> LoadResult:
+    def load(self, run_id: int, rows: Sequence[tuple[int, RowLabel, str]]) -> LoadResult:
         """Record one batch of valid segment rows ``(seq, row, identity)`` as members of ``run_id``.
 
         New identities become ``pending`` members; known ones (from earlier runs) are marked as seen in this run
@@ -334,7 +400,7 @@ class Journal:
         """
         now = time.time()
         added = 0
-        duplicates: list[tuple[int, str, int]] = []
+        duplicates: list[tuple[RowLabel, str, RowLabel]] = []
         with self._transaction():
             for seq, row, identity in rows:
                 returned = self._db.execute(
@@ -348,29 +414,66 @@ class Journal:
                 ).fetchall()
                 if not returned:  # already seen in this very run: a duplicate row
                     first = self._db.execute("SELECT seen_row FROM members WHERE identity = ?", (identity,)).fetchone()
-                    duplicates.append((row, identity, int(first[0])))
+                    duplicates.append((row, identity, first[0]))
                 elif returned[0][0] == run_id:
                     added += 1
         return LoadResult(added, duplicates)
 
-    def record_skipped(self, run_id: int, rows: Iterable[tuple[int, str, str, str]]) -> None:
-        """Record invalid or duplicate rows ``(row, value, reason, detail)`` of this run's segment."""
+    def record_skipped(self, run_id: int, rows: Iterable[tuple[RowLabel, str, str, str]]) -> None:
+        """Count invalid or duplicate rows ``(row, value, reason, detail)`` of this run's segment, given in file
+        order, and keep the first :data:`SKIPPED_EXAMPLES` of each reason as examples.  One transaction."""
         with self._transaction():
+            counts = dict(
+                self._db.execute("SELECT reason, count FROM skipped_counts WHERE run_id = ?", (run_id,)).fetchall()
+            )
+            kept: list[tuple[RowLabel, str, str, str]] = []
+            for row in rows:
+                reason = row[2]
+                if counts.get(reason, 0) < SKIPPED_EXAMPLES:
+                    kept.append(row)
+                counts[reason] = counts.get(reason, 0) + 1
             self._db.executemany(
                 "INSERT INTO skipped (run_id, row, value, reason, detail) VALUES (?, ?, ?, ?, ?)",
-                [(run_id, *row) for row in rows],
+                [(run_id, *row) for row in kept],
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO skipped_counts (run_id, reason, count) VALUES (?, ?, ?)",
+                [(run_id, reason, count) for reason, count in counts.items()],
             )
 
-    def skipped(self, run_id: int) -> Iterator[tuple[int, str, str, str]]:
-        """``(row, value, reason, detail)`` of the rows this run's segment skipped, in file order."""
+    def skipped(self, run_id: int) -> Iterator[tuple[RowLabel, str, str, str]]:
+        """``(row, value, reason, detail)`` of the rows this run's segment skipped, in file order, as far as they
+        are kept; then, for a reason with more rows than were kept, one line ``("", "", reason, "N more …")``
+        saying how many are not listed."""
         for row in self._db.execute(
-            "SELECT row, value, reason, detail FROM skipped WHERE run_id = ? ORDER BY row", (run_id,)
+            "SELECT row, value, reason, detail FROM skipped WHERE run_id = ? ORDER BY rowid", (run_id,)
         ):
-            yield tuple(row)  # type: ignore[misc]
+            yield tuple(row)
+        listed = dict(
+            self._db.execute("SELECT reason, count(*) FROM skipped WHERE run_id = ? GROUP BY reason", (run_id,))
+        )
+        for reason, count in sorted(self.skipped_counts(run_id).items()):
+            unlisted = count - listed.get(reason, 0)
+            if unlisted > 0:
+                detail = f"{unlisted:,} more rows not listed: only the first {SKIPPED_EXAMPLES:,} of each reason are kept"
+                yield "", "", reason, detail
+
+    def skipped_unlisted(self, run_id: int) -> int:
+        """Skipped rows of this run's segment counted but not kept as examples (not listed in the report)."""
+        listed = self._db.execute("SELECT count(*) FROM skipped WHERE run_id = ?", (run_id,)).fetchone()[0]
+        return sum(self.skipped_counts(run_id).values()) - int(listed)
 
     def skipped_counts(self, run_id: int) -> dict[str, int]:
-        rows = self._db.execute("SELECT reason, count(*) FROM skipped WHERE run_id = ? GROUP BY reason", (run_id,))
+        """Every skipped row of this run's segment, counted by reason (listed or not)."""
+        if not self._has_table("skipped_counts"):  # an older journal opened read-only: not migrated yet
+            rows = self._db.execute("SELECT reason, count(*) FROM skipped WHERE run_id = ? GROUP BY reason", (run_id,))
+        else:
+            rows = self._db.execute("SELECT reason, count FROM skipped_counts WHERE run_id = ?", (run_id,))
         return {reason: count for reason, count in rows}
+
+    def _has_table(self, name: str) -> bool:
+        found = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        return found is not None
 
     # ------------------------------------------------------------------ the work
     def work(self, run_id: int, *, after_seq: int, limit: int, retry_failed: bool = False) -> list[Member]:
@@ -378,16 +481,25 @@ class Journal:
         states = (PENDING, SENDING, FAILED) if retry_failed else (PENDING, SENDING)
         marks = ",".join("?" * len(states))
         rows = self._db.execute(
-            f"""SELECT id, identity, state, attempts, seen_seq, seen_row FROM members
+            f"""SELECT id, identity, state, attempts, seen_seq, seen_row, source_id FROM members
                 WHERE seen_run = ? AND seen_seq > ? AND state IN ({marks})
                 ORDER BY seen_seq LIMIT ?""",
             (run_id, after_seq, *states, limit),
         ).fetchall()
         return [Member(*row) for row in rows]
 
-    def log_call(self, run_id: int, kind: str, member_id: int | None = None, at: float | None = None) -> int:
-        """Record an API call about to be sent; a publication also marks its member ``sending``.  Commits.
-        Returns the call's id, for :meth:`record_call_outcome`."""
+    def log_call(
+        self,
+        run_id: int,
+        kind: str,
+        member_id: int | None = None,
+        at: float | None = None,
+        *,
+        source_id: str | None = None,
+    ) -> int:
+        """Record an API call about to be sent; a publication also marks its member ``sending`` and pins its key
+        (``source_id``) unless it already has one.  Commits.  Returns the call's id, for
+        :meth:`record_call_outcome`."""
         at = time.time() if at is None else at
         with self._transaction():
             cursor = self._db.execute(
@@ -395,9 +507,10 @@ class Journal:
             )
             if kind == "publish" and member_id is not None:
                 self._db.execute(
-                    """UPDATE members SET state = 'sending', attempts = attempts + 1, updated_at = ?
+                    """UPDATE members SET state = 'sending', attempts = attempts + 1, updated_at = ?,
+                           source_id = coalesce(source_id, ?)
                        WHERE id = ? AND state <> 'done'""",
-                    (at, member_id),
+                    (at, source_id, member_id),
                 )
         return int(cursor.lastrowid or 0)
 
@@ -409,6 +522,11 @@ class Journal:
                 "UPDATE calls SET outcome = ?, status = ?, request_id = ? WHERE id = ?",
                 (outcome, status, request_id, call_id),
             )
+
+    def source_id(self, member_id: int) -> str | None:
+        """The publication key this member's calls are made with (``None``: never called)."""
+        row = self._db.execute("SELECT source_id FROM members WHERE id = ?", (member_id,)).fetchone()
+        return None if row is None else row[0]
 
     def complete(
         self, member_id: int, run_id: int, *, code: str, publication_id: str | None, expires_at: float | None = None
@@ -546,8 +664,8 @@ class Journal:
 
     def codes(self) -> Iterator[tuple[str, str]]:
         """``(identity, code)`` of every member holding a code, in order of first appearance."""
-        for identity, code in self._db.execute("SELECT identity, code FROM members WHERE state = 'done' ORDER BY id"):
-            yield identity, code
+        rows = self._db.execute("SELECT identity, code FROM members WHERE state = 'done' ORDER BY id")
+        yield from ((identity, code) for identity, code in rows)
 
     def failures(self) -> Iterator[Failure]:
         yield from (
@@ -582,7 +700,8 @@ class Journal:
         return sorted(rows, key=lambda row: int(row["id"]))
 
     def member(self, identity: str) -> sqlite3.Row | None:
-        return self._db.execute("SELECT * FROM members WHERE identity = ?", (identity,)).fetchone()
+        row: sqlite3.Row | None = self._db.execute("SELECT * FROM members WHERE identity = ?", (identity,)).fetchone()
+        return row
 
     # ------------------------------------------------------------------ CleverTap push state (h7-clevertap)
     # A member needs pushing when it holds a code and CleverTap has not confirmed holding that very code.
@@ -673,9 +792,6 @@ class Journal:
             )
         )
 
-    def _has_table(self, name: str) -> bool:
-        return self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
-
     # ------------------------------------------------------------------ plumbing
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -705,7 +821,8 @@ class Journal:
         """The newest run; ``loaded``: the newest that read its whole segment (a run interrupted or refused while
         reading may have loaded only part of it, so its segment says nothing about who left)."""
         where = "WHERE loaded_at IS NOT NULL" if loaded else ""
-        return self._db.execute(f"SELECT * FROM runs {where} ORDER BY id DESC LIMIT 1").fetchone()
+        row: sqlite3.Row | None = self._db.execute(f"SELECT * FROM runs {where} ORDER BY id DESC LIMIT 1").fetchone()
+        return row
 
     def recent_runs(self, limit: int) -> list[sqlite3.Row]:
         """The ``limit`` newest runs, newest first."""

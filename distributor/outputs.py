@@ -245,7 +245,7 @@ def write_errors(path: Path, failures: Iterable[Failure], *, key: str) -> int:
     )
 
 
-def write_skipped(path: Path, rows: Iterable[tuple[int, str, str, str]]) -> int:
+def write_skipped(path: Path, rows: Iterable[tuple[int | str, str, str, str]]) -> int:
     """Rows ``(row, value, reason, detail)``; the ``explanation`` column says the reason in words.  A value with a
     lone surrogate is written as its escape (see :func:`identities.storable`): it has no UTF-8 form."""
     return write_report(

@@ -154,7 +154,7 @@ def make_plan(
         if journal is not None:
             # the checks a run makes before loading the segment, with the same messages
             journal.check_belongs(
-                key=segment.key, distribution=config.distribution, campaign=config.campaign, segment=segment.path
+                key=segment.key, distribution=config.distribution, campaign=config.campaign, segment=segment.name
             )
             journal.check_delivery(config.deliver_to)
         with _SegmentTally() as tally:

@@ -125,10 +125,13 @@ class Audit:
         return f"all {checked} checked members match Voucherify"
 
 
-def publication_key(distribution: str, member: sqlite3.Row) -> str:
-    """The key a member's publication was made under: the one place verify derives it (a run derives it with
-    :func:`~distributor.config.publication_source_id`; a journal that stores it per member is read here)."""
-    return publication_source_id(distribution, str(member["identity"]))
+def publication_key(distribution: str, key_campaign: str, member: sqlite3.Row) -> str:
+    """The key a member's publication was made under: the one the journal stored with the member's first call
+    (older journals' members keep their pre-campaign key), else the one a run would use now."""
+    stored = member["source_id"]
+    if stored:
+        return str(stored)
+    return publication_source_id(distribution, key_campaign, str(member["identity"]))
 
 
 def verify(
@@ -198,7 +201,8 @@ def _choose(
         sample=sample,
         seed=seed if sample is not None else None,
     )
-    return [(publication_key(distribution, row), row) for row in rows], cost
+    key_campaign = journal.meta("key_campaign") or journal.meta("campaign_id") or config.campaign
+    return [(publication_key(distribution, key_campaign, row), row) for row in rows], cost
 
 
 def _campaign_names(journal: Journal) -> frozenset[str]:

@@ -38,7 +38,7 @@ from distributor.errors import (
     JournalError,
     StopRun,
 )
-from distributor.journal import Journal
+from distributor.journal import SCHEMA_VERSION, Journal
 from distributor.sandbox import SandboxConfig, SandboxServer
 from distributor.sandbox.clevertap import (
     DEMO_ACCOUNT_ID,
@@ -436,11 +436,11 @@ def test_an_older_journal_is_migrated_not_reset(tmp_path: Path) -> None:
     raw = sqlite3.connect(path)
     raw.execute("DROP TABLE pushes")
     raw.execute("DROP TABLE code_expiry")
-    raw.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")  # before h7-clevertap
+    raw.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION - 1),))  # before h7
     raw.commit()
     raw.close()
     with Journal.open(path) as journal:
-        assert journal.meta("schema_version") == "4"
+        assert journal.meta("schema_version") == str(SCHEMA_VERSION)
         assert journal.member("000001") is not None
         assert journal.push_counts() == {"pushed": 0, "failed": 0, "waiting": 0}
 
@@ -582,9 +582,9 @@ def test_paging_many_profiles_with_a_small_batch(tmp_path: Path, stand_in, monke
     query.write_text("{}")
     config = config_for(tmp_path, server, [], segment=None, clevertap_query=query)
     audience.fetch_audience(config)
-    lines = config.segment.read_text().splitlines()
+    lines = config.audience_path.read_text().splitlines()
     assert sorted(json.loads(line)["identity"] for line in lines) == sorted(f"p{index}" for index in range(50))
-    assert config.segment.name.startswith("codes.audience-") and config.segment.suffix == ".jsonl"
+    assert config.segment == (config.audience_path,) and config.audience_path.name.startswith("codes.audience-")
 
 
 def test_status_and_push_take_a_job_file_whose_audience_comes_from_clevertap(tmp_path: Path, stand_in) -> None:

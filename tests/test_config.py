@@ -50,7 +50,7 @@ def test_flags_beat_the_job_file_and_paths_are_relative_to_it(tmp_path: Path) ->
 
     config = JobConfig.load(job, {"rate_limit": "50/min", "campaign": None}, ENV)
 
-    assert config.segment == tmp_path / "data" / "s.csv"
+    assert config.segment == (tmp_path / "data" / "s.csv",)
     assert config.output == jobs / "out" / "c.csv"
     assert config.rate_limit == Rate(50, 60.0)
     assert config.campaign == "camp_1"
@@ -111,11 +111,14 @@ def test_property_names_clevertap_would_refuse_or_misread(name: str) -> None:
         JobConfig.load(None, {**BASE, "property": name}, ENV)
 
 
-def test_publication_source_ids_are_deterministic_per_distribution_and_customer() -> None:
-    a = publication_source_id("camp_1", "000123")
-    assert a == publication_source_id("camp_1", "000123")
-    assert a != publication_source_id("camp_1", "123")
-    assert a != publication_source_id("spring-2027", "000123")
+def test_publication_source_ids_are_deterministic_per_distribution_campaign_and_customer() -> None:
+    a = publication_source_id("camp_1", "camp_1", "000123")
+    assert a == publication_source_id("camp_1", "camp_1", "000123")
+    assert a != publication_source_id("camp_1", "camp_1", "123")
+    assert a != publication_source_id("spring-2027", "camp_1", "000123")
+    # one distribution name for two campaigns: two keys (Voucherify would otherwise answer duplicate_source_id)
+    assert a != publication_source_id("camp_1", "camp_2", "000123")
     assert a.startswith("camp-1-") and len(a) <= 80
     # the separator keeps ("ab", "c") and ("a", "bc") apart
-    assert publication_source_id("ab", "c").split("-")[-1] != publication_source_id("a", "bc").split("-")[-1]
+    assert publication_source_id("ab", "x", "c").split("-")[-1] != publication_source_id("a", "x", "bc").split("-")[-1]
+    assert publication_source_id("d", "ab", "c").split("-")[-1] != publication_source_id("d", "a", "bc").split("-")[-1]

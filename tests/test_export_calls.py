@@ -68,7 +68,7 @@ def test_a_journal_from_before_schema_3_is_migrated_and_its_calls_export_as_unkn
                INSERT INTO calls VALUES (1, 1, 1700000000.5, 'publish', 1);"""
         )
     with Journal.open(journal_path) as journal:  # a run opens it writable: the migration runs
-        assert journal.meta("schema_version") == str(SCHEMA_VERSION)  # 3 or later (h7-clevertap: 4)
+        assert journal.meta("schema_version") == str(SCHEMA_VERSION)
         assert journal.leaver_counts()["done"] == 0
         assert journal.codes().__next__() == ("cust-1", "CODE-1")
 

@@ -105,7 +105,7 @@ def refused(tmp_path: Path, server, segment: Path, *extra: str) -> str:
 def test_a_binary_file_is_refused(tmp_path: Path, sandbox) -> None:
     segment = tmp_path / "segment.csv"
     segment.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
-    assert refused(tmp_path, sandbox(), segment).endswith("is binary, not a CSV, JSON lines or Parquet export")
+    assert refused(tmp_path, sandbox(), segment).endswith("is binary, not a CSV, JSON lines or Parquet export (line 3 holds a NUL byte)")
 
 
 def test_no_identity_column_names_the_columns_found(tmp_path: Path, sandbox) -> None:
