@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from distributor.errors import JournalError, JournalLocked
-from distributor.journal import Journal
+from distributor.journal import SCHEMA_VERSION, Journal
 
 
 def load(journal: Journal, run: int, identities: list[str], start_row: int = 2):
@@ -142,7 +142,7 @@ def test_a_schema_2_journal_keeps_each_called_members_old_key_and_serves_exhaust
         assert journal.member("exhausted")["state"] == "sending"
         assert journal.member("refused")["state"] == "failed"  # a definite refusal stays failed
         assert [m.identity for m in journal.work(run, after_seq=0, limit=10)] == ["called", "never", "exhausted"]
-        assert journal.meta("schema_version") == "3"
+        assert journal.meta("schema_version") == str(SCHEMA_VERSION)
         # a key, once stored, is never replaced
         journal.log_call(run, "publish", journal.member("called")["id"], source_id="another-key")
         assert journal.member("called")["source_id"] == publication_source_id_v1("spring", "called")
