@@ -14,6 +14,7 @@ from types import FrameType, TracebackType
 import uvicorn
 
 from .app import AnswerDropped, create_app
+from .clevertap import CleverTapDropped, CleverTapWorld
 from .world import Sandbox, SandboxConfig
 
 #: How long to wait for the server thread to start, or to finish its requests when stopping.
@@ -26,7 +27,7 @@ class _QuietDrops(logging.Filter):
     stopped while answers are still pending (``CancelledError``), out of uvicorn's error log; real errors pass."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], (AnswerDropped, asyncio.CancelledError)))
+        return not (record.exc_info and isinstance(record.exc_info[1], (AnswerDropped, CleverTapDropped, asyncio.CancelledError)))
 
 
 _uvicorn_errors = logging.getLogger("uvicorn.error")
@@ -57,11 +58,18 @@ class SandboxServer:
     """
 
     def __init__(
-        self, config_or_sandbox: SandboxConfig | Sandbox | None = None, host: str = "127.0.0.1", port: int = 0
+        self,
+        config_or_sandbox: SandboxConfig | Sandbox | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        clevertap: CleverTapWorld | None = None,
     ) -> None:
         self.sandbox = (
             config_or_sandbox if isinstance(config_or_sandbox, Sandbox) else Sandbox(config_or_sandbox)
         )
+        #: The CleverTap stand-in served on the same port under ``/1/…`` (``None``: Voucherify only).
+        self.clevertap = clevertap
         self.host = host
         self.port = port
         self._socket: socket.socket | None = None
@@ -89,7 +97,7 @@ class SandboxServer:
         self._socket = sock
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(self.sandbox),
+            create_app(self.sandbox, self.clevertap),
             http="h11",
             loop="asyncio",
             lifespan="off",
@@ -142,6 +150,7 @@ def serve(
     *,
     on_ready: Callable[[SandboxServer], None] | None = None,
     arrivals_path: str | Path | None = None,
+    clevertap: CleverTapWorld | None = None,
 ) -> Sandbox:
     """Serve the sandbox until SIGINT or SIGTERM, then write the arrival log (JSON lines) to ``arrivals_path``
     if given, and return the sandbox (for its ``stats()``). ``on_ready`` gets the running server (its ``url``).
@@ -153,7 +162,7 @@ def serve(
         stop.set()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    server = SandboxServer(config, host, port)
+    server = SandboxServer(config, host, port, clevertap=clevertap)
     try:
         with server:
             if on_ready is not None:
