@@ -323,21 +323,26 @@ class JobConfig:
         from .sandbox.embedded import OPTIONS, sandbox_config
 
         where = f"[sandbox] of {self.job_file}" if self.job_file else "[sandbox]"
-        unknown = sorted(set(self.sandbox) - set(OPTIONS) - {"_base"})
+        unknown = sorted(set(self.sandbox) - set(OPTIONS) - {"_base", "clevertap"})
         if unknown:
             raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''} in {where}: {', '.join(unknown)}")
         if self.uses_sandbox:
             options = {key: value for key, value in self.sandbox.items() if key != "_base"}
             sandbox_config(options, base=self.sandbox.get("_base"), where=where)
+        table = self.sandbox.get("clevertap")
+        if table is not None:
+            from .sandbox.clevertap import CleverTapConfig
+
+            if not isinstance(table, Mapping):
+                raise ConfigError(f"{where[:-1]}.clevertap] must be a table")
+            try:
+                CleverTapConfig.parse(table)
+            except TypeError as error:
+                raise ConfigError(f"{where[:-1]}.clevertap]: {error}") from None
 
     def _validate_clevertap(self) -> None:
         if self.clevertap is not None:
-            target = resolve_url(str(self.clevertap))
-            if is_rehearsal(self.api_url) and not is_rehearsal(target):
-                raise ConfigError(
-                    f"api_url {self.api_url!r} is a stand-in Voucherify, whose codes do not exist: they must never "
-                    f"reach real CleverTap profiles ({self.clevertap}); push a rehearsal to --clevertap sandbox"
-                )
+            resolve_url(str(self.clevertap))
         if self.clevertap_query is not None and self.clevertap is None:
             raise ConfigError("clevertap_query needs --clevertap: the account's region (eu1, in1, …), a URL or 'sandbox'")
         expiry = self.expiry_property
@@ -350,6 +355,16 @@ class JobConfig:
         if not (isinstance(self.clevertap_concurrency, int) and 1 <= self.clevertap_concurrency <= 15):
             raise ConfigError(f"clevertap_concurrency {self.clevertap_concurrency!r} must be a whole number from 1 to 15 "
                               "(CleverTap answers 429 beyond 15 concurrent requests)")
+
+
+def refuse_stand_in_codes_for_real_profiles(config: JobConfig) -> None:
+    """A run against a stand-in Voucherify publishes codes that do not exist: they must never reach real CleverTap
+    profiles (customers would be shown them).  :class:`ConfigError`, before any call."""
+    if config.clevertap is not None and is_rehearsal(config.api_url) and not is_rehearsal(resolve_url(str(config.clevertap))):
+        raise ConfigError(
+            f"api_url {config.api_url!r} is a stand-in Voucherify, whose codes do not exist: they must never reach "
+            f"real CleverTap profiles ({config.clevertap}); push a rehearsal to --clevertap sandbox"
+        )
 
 
 def is_rehearsal(url_or_host: str) -> bool:

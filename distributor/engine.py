@@ -41,7 +41,7 @@ import httpx
 from . import outputs
 from ._version import __version__
 from .concurrency import InFlightTarget
-from .config import Credentials, JobConfig, publication_source_id
+from .config import Credentials, JobConfig, publication_source_id, refuse_stand_in_codes_for_real_profiles
 from .export import Exported, export_files
 from .errors import (
     EXIT_MEMBER_FAILURES,
@@ -206,6 +206,7 @@ class Distribution:
     async def run(self) -> RunResult:
         config = self.config
         check_destinations(config)
+        refuse_stand_in_codes_for_real_profiles(config)
         segment = open_segment(config.segment, config.id_column)
         log.info("segment: %s", segment.describe())
         # locked before SQLite opens it: a second run through another name never touches the file

@@ -483,15 +483,13 @@ async def push_journal(config: JobConfig, *, resend_all: bool = False, property_
 
 def _check_origin(config: JobConfig, journal: Journal) -> None:
     """The codes must be real where they go: a journal made against a stand-in Voucherify pushes only to a
-    stand-in CleverTap, and one made against another project than the configured keys' is refused."""
+    stand-in CleverTap.  (push makes no Voucherify call: which project the codes belong to is the journal's.)"""
     host = journal.meta("api_host")
     if host is not None and is_rehearsal(host) and not is_rehearsal(resolve_url(str(config.clevertap))):
         raise ConfigError(
             f"journal {config.journal_path} was made against a stand-in Voucherify ({host}): its codes do not exist "
             f"and must never reach real CleverTap profiles ({config.clevertap}); push it to --clevertap sandbox"
         )
-    if config.credentials is not None or config.uses_sandbox:
-        journal.check_project(host=config.api_host, project=config.project_digest())
 
 
 def run_push(config: JobConfig, **options: Any) -> PushOutcome:

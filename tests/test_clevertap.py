@@ -692,3 +692,26 @@ def test_codes_reach_clevertap_while_the_run_is_still_publishing(tmp_path: Path,
     first_pushed = min(write.at for write in world(server).writes)
     assert last_published - first_pushed > 1.0  # pushed at least a second before publishing ended
     assert world(server).counts["uploads"] >= 2  # flushed during the run, not once at the end
+
+
+# ---------------------------------------------------------------------- rehearsal codes stay in rehearsal
+def test_a_stand_in_voucherifys_codes_never_reach_a_real_clevertap(tmp_path: Path, stand_in) -> None:
+    """A rehearsal publishes codes that do not exist: pushing them to real profiles would show customers fake
+    codes.  run refuses before any call, and push refuses a stand-in journal, both exit 2 in one line."""
+    segment = write_segment(tmp_path / "s.csv", ids(5))
+    output = tmp_path / "out" / "codes.csv"
+    runner = CliRunner()
+    refused = runner.invoke(main, ["run", "--segment", str(segment), "--campaign", "reactivation-20",
+                                   "--rate-limit", "600/min", "--api-url", "sandbox", "--output", str(output),
+                                   "--clevertap", "eu1"], env=CT_ENV)
+    assert refused.exit_code == 2, refused.output
+    assert "is a stand-in Voucherify, whose codes do not exist" in refused.stderr
+    assert not output.exists() and not output.with_name("codes.journal.sqlite").exists()
+
+    server = stand_in()  # a loopback rehearsal: its journal is bound to 127.0.0.1
+    assert run(config_for(tmp_path, server, ids(5), clevertap=None)).exit_code == EXIT_OK
+    state = str(tmp_path / "out" / "codes.journal.sqlite")
+    pushed = runner.invoke(main, ["push", "--state", state, "--clevertap", "eu1"], env=CT_ENV)
+    assert pushed.exit_code == 2, pushed.output
+    assert "was made against a stand-in Voucherify" in pushed.stderr
+    assert world(server).counts["uploads"] == 0
