@@ -87,12 +87,12 @@ def _resolve_dates(value: Any, today: date) -> Any:
 
 def fetch_audience(config: JobConfig, *, today: date | None = None) -> JobConfig:
     """Page the query's members into ``config.segment`` (``<name>.audience-YYYY-MM-DD.jsonl``, see
-    ``JobConfig.audience_path``) and return ``config`` (the file then is the run's segment)."""
+    ``JobConfig.layout.audience()``) and return ``config`` (the file then is the run's segment)."""
     assert config.clevertap_query is not None
     if config.clevertap is None:
         raise ConfigError("clevertap_query needs --clevertap: the account's region (eu1, in1, …), a URL or 'sandbox'")
     query = read_query(Path(config.clevertap_query), today=today)
-    path = config.audience_path
+    path = config.layout.audience()
     count = anyio.run(lambda: _fetch(config, query, path), backend="asyncio")
     log.info("audience: %d profiles from CleverTap's query %s into %s", count, config.clevertap_query, path)
     return config

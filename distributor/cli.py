@@ -228,7 +228,7 @@ def push(job_file: Path | None, push_all: bool, **options: Any) -> None:
         raise Failure(str(error), error.exit_code) from None
     exit_code, _, message = outcome.verdict(0, "completed", "CleverTap holds every code")
     counts = outcome.counts
-    click.echo(f"pushed to CleverTap from {config.journal_path}")
+    click.echo(f"pushed to CleverTap from {config.layout.journal}")
     click.echo(f"  this run   {outcome.stats.pushed} pushed, {outcome.stats.failed} refused, "
                f"{outcome.stats.requests} uploads, {outcome.stats.retries} retries")
     click.echo(f"  holds      {counts['pushed']} codes; {counts['failed']} refused; {counts['waiting']} not yet pushed")
@@ -411,10 +411,10 @@ def export(job_file: Path | None, as_json: bool, calls_only: bool, **options: An
     from .status import no_journal, run_in_progress
 
     config = _files_config(job_file, options, need_output=True)
-    if not config.journal_path.exists():
-        raise Failure(no_journal(config.journal_path), EXIT_UNUSABLE_INPUT)
+    if not config.layout.journal.exists():
+        raise Failure(no_journal(config.layout.journal), EXIT_UNUSABLE_INPUT)
     try:
-        with Journal.open(config.journal_path, readonly=True) as journal:
+        with Journal.open(config.layout.journal, readonly=True) as journal:
             holder = run_in_progress(journal)
             exported = export_journal(config, journal, property_name=options.get("property_name"))
     except DistributorError as error:
@@ -423,7 +423,7 @@ def export(job_file: Path | None, as_json: bool, calls_only: bool, **options: An
         raise Failure(f"cannot write the files beside {config.output}: {error.strerror or error}", EXIT_UNUSABLE_INPUT) from None
     if as_json:
         click.echo(json.dumps({
-            "journal": str(config.journal_path), "run_id": exported.run_id, "run_in_progress": holder,
+            "journal": str(config.layout.journal), "run_id": exported.run_id, "run_in_progress": holder,
             "codes": exported.codes, "new_codes": exported.new_codes, "delta_run": exported.delta_run,
             "delta_since_run": exported.delta_since_run, "left": exported.left,
             "errors": exported.errors, "skipped": exported.skipped,
@@ -431,7 +431,7 @@ def export(job_file: Path | None, as_json: bool, calls_only: bool, **options: An
         }, indent=2))
         return
     files = exported.files
-    click.echo(f"exported from {config.journal_path} (run {exported.run_id}"
+    click.echo(f"exported from {config.layout.journal} (run {exported.run_id}"
                + (f", in progress: {holder})" if holder else ")"))
     click.echo(f"  codes     {files['codes']} ({exported.codes} codes) + {files['manifest'].name}")
     click.echo(_delta_line(exported))
@@ -449,19 +449,19 @@ def _export_calls(job_file: Path | None, options: dict[str, Any], as_json: bool)
     from .status import no_journal
 
     config = _files_config(job_file, options, need_output=True)
-    if not config.journal_path.exists():
-        raise Failure(no_journal(config.journal_path), EXIT_UNUSABLE_INPUT)
+    if not config.layout.journal.exists():
+        raise Failure(no_journal(config.layout.journal), EXIT_UNUSABLE_INPUT)
     try:
-        with Journal.open(config.journal_path, readonly=True) as journal:
+        with Journal.open(config.layout.journal, readonly=True) as journal:
             path, count = export_calls(config, journal)
     except DistributorError as error:
         raise Failure(str(error), error.exit_code) from None
     except OSError as error:
         raise Failure(f"cannot write {config.output.parent}: {error.strerror or error}", EXIT_UNUSABLE_INPUT) from None
     if as_json:
-        click.echo(json.dumps({"journal": str(config.journal_path), "calls": count, "file": str(path)}, indent=2))
+        click.echo(json.dumps({"journal": str(config.layout.journal), "calls": count, "file": str(path)}, indent=2))
     else:
-        click.echo(f"exported {count:,} calls from {config.journal_path} to {path}")
+        click.echo(f"exported {count:,} calls from {config.layout.journal} to {path}")
 
 
 @main.command(name="verify")
@@ -549,7 +549,7 @@ def _journal_path(job_file: Path | None, options: dict[str, Any]) -> Path:
     """The journal of the distribution the options name: --state as given, else found like run finds it."""
     if options.get("state") is not None and job_file is None:
         return Path(options["state"])
-    return _files_config(job_file, options, need_output=False).journal_path
+    return _files_config(job_file, options, need_output=False).layout.journal
 
 
 def _files_config(job_file: Path | None, options: dict[str, Any], *, need_output: bool) -> JobConfig:

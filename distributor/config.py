@@ -16,13 +16,13 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from .clevertap import CleverTapCredentials, resolve_url
 from .errors import ConfigError
+from .layout import Layout
 from .units import Rate, parse_duration
 
 #: Voucherify's Europe host, the default region.
@@ -136,7 +136,7 @@ class JobConfig:
     #: ``--clevertap-query``: read the segment from CleverTap's profiles API with this query file (audience.py)
     clevertap_query: Path | None = None
 
-    # ------------------------------------------------------------------ derived paths
+    # ------------------------------------------------------------------ derived
     @property
     def uses_sandbox(self) -> bool:
         return self.api_url == SANDBOX
@@ -161,29 +161,9 @@ class JobConfig:
         return "sha256:" + hashlib.sha256(app_id.encode()).hexdigest()[:16]
 
     @property
-    def journal_path(self) -> Path:
-        return self.state or self.output.with_name(self.output.stem + ".journal.sqlite")
-
-    @property
-    def errors_path(self) -> Path:
-        return self.output.with_name(self.output.stem + ".errors.csv")
-
-    @property
-    def skipped_path(self) -> Path:
-        return self.output.with_name(self.output.stem + ".skipped.csv")
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.output.with_name(self.output.stem + ".manifest.json")
-
-    @property
-    def summary_path(self) -> Path:
-        return self.output.with_name(self.output.stem + ".summary.json")
-
-    @property
-    def audience_path(self) -> Path:
-        """``--clevertap-query``: where the day's audience is paged to (it then is the segment)."""
-        return self.output.with_name(f"{self.output.stem}.audience-{date.today().isoformat()}.jsonl")
+    def layout(self) -> Layout:
+        """Where this distribution's files are: the output, its reports and the journal."""
+        return Layout(self.output, self.state)
 
     @property
     def delivers_to_leavers(self) -> bool:
@@ -260,7 +240,7 @@ class JobConfig:
             data["api_url"] = normalise_api_url(data["api_url"])
         config = cls(**data, job_file=job_file)
         if from_clevertap:
-            config = replace(config, segment=SegmentPaths([config.audience_path]))
+            config = replace(config, segment=SegmentPaths([config.layout.audience()]))
         config = replace(config, credentials=config._credentials_from(env))
         if config.clevertap is not None:
             config = replace(config, clevertap_credentials=CleverTapCredentials.from_env(env))
@@ -315,7 +295,7 @@ class JobConfig:
             raise ConfigError(f"deliver_to {self.deliver_to!r} must be {' or '.join(DELIVERIES)}")
         if self.output.suffix.lower() != ".csv":
             raise ConfigError(f"output {self.output} must end in .csv (CleverTap's upload takes CSV)")
-        if self.journal_path.resolve() == self.output.resolve():
+        if self.layout.journal.resolve() == self.output.resolve():
             raise ConfigError("state and output point at the same file")
 
     def _check_sandbox_table(self) -> None:

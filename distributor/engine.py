@@ -210,7 +210,7 @@ class Distribution:
         segment = open_segment(config.segment, config.id_column)
         log.info("segment: %s", segment.describe())
         # locked before SQLite opens it: a second run through another name never touches the file
-        journal = Journal.open(config.journal_path, lock=True)
+        journal = Journal.open(config.layout.journal, lock=True)
         run_id = 0
         try:
             self._check_journal(journal, segment)
@@ -834,7 +834,7 @@ class Distribution:
                 )
         elif counts["failed"]:
             exit_code, reason = EXIT_MEMBER_FAILURES, "member_failures"
-            message = f"{counts['failed']} members could not get a code: see {config.errors_path}"
+            message = f"{counts['failed']} members could not get a code: see {config.layout.errors}"
         else:
             exit_code, reason, message = EXIT_OK, "completed", "every valid member holds a code"
         if config.delivers_to_leavers and exit_code in (EXIT_OK, EXIT_MEMBER_FAILURES):
@@ -847,17 +847,17 @@ class Distribution:
             loaded = journal.latest_run(loaded=True)
             if self._stop is not None and not journal.state_counts()[DONE]:
                 # stopped before any code was ever published: no empty CSV that looks like a hand-off
-                files: dict[str, Path] = {"summary": config.summary_path, "journal": journal.path}
+                files: dict[str, Path] = {"summary": config.layout.summary, "journal": journal.path}
                 exported = Exported(files={}, codes=0, errors=0, skipped=0, delta_run=run_id)
             else:
                 exported = export_files(
                     config, journal, run_id=int(loaded["id"]) if loaded else run_id, delta_run=run_id,
                     key=segment.key,
                 )
-                files = {**exported.files, "summary": config.summary_path, "journal": journal.path}
+                files = {**exported.files, "summary": config.layout.summary, "journal": journal.path}
             exit_code, reason, message = self._push_verdict(exit_code, reason, message, files)  # h7-clevertap
             summary = self._summary(journal, run_id, counts, exit_code, reason, message, files, exported)
-            outputs.write_summary(config.summary_path, summary)
+            outputs.write_summary(config.layout.summary, summary)
         journal.finish_run(run_id, exit_code=exit_code, reason=reason, summary=json.dumps(summary, default=str))
         return RunResult(exit_code, reason, message, stats, summary, files)
 
@@ -878,7 +878,7 @@ class Distribution:
         try:
             with outputs.files_lock(config.output):
                 outputs.remove_stale_temporaries(config.output)
-                outputs.write_summary(config.summary_path, self._running_summary(journal, run_id))
+                outputs.write_summary(config.layout.summary, self._running_summary(journal, run_id))
         except OSError as error:
             raise ConfigError(
                 f"cannot write the files beside {config.output}: {error.strerror or error}"
@@ -914,9 +914,9 @@ class Distribution:
         }
         try:
             with outputs.files_lock(self.config.output):
-                outputs.write_summary(self.config.summary_path, summary)
+                outputs.write_summary(self.config.layout.summary, summary)
         except OSError as failure:
-            log.warning("could not write %s: %s", self.config.summary_path, failure.strerror or failure)
+            log.warning("could not write %s: %s", self.config.layout.summary, failure.strerror or failure)
 
     def _run_identity(self, journal: Journal, run_id: int) -> dict[str, Any]:
         return {

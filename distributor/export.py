@@ -66,17 +66,13 @@ CALL_ENDPOINTS = {
 UNKNOWN_OUTCOME = "unknown"
 
 
-def calls_path(config: JobConfig) -> Path:
-    return config.output.with_name(config.output.stem + ".calls.csv")
-
-
 def export_calls(config: JobConfig, journal: Journal) -> tuple[Path, int]:
     """``distributor export --calls``: write ``<name>.calls.csv`` from one snapshot of the journal; returns the path
     and the number of calls.  Columns: ``at`` (UTC, ISO 8601, milliseconds), ``run``, the member's identity (the
     journal's key column; empty for a campaign check), ``kind``, ``endpoint``, ``outcome`` (``ok``, ``refused``,
     ``rate_limited``, ``server_error``, ``timeout``, ``connection``, … or ``unknown``), ``http_status`` and
     ``request_id`` (when Voucherify's answer gave one)."""
-    path = calls_path(config)
+    path = config.layout.calls
     key = journal.meta("key") or "identity"
     with journal.snapshot():
         count = outputs.write_report(
@@ -99,16 +95,6 @@ def export_calls(config: JobConfig, journal: Journal) -> tuple[Path, int]:
     return path, count
 
 
-def delta_path(config: JobConfig, run_id: int, started_at: float) -> Path:
-    """``<name>.new.<YYYY-MM-DD>.run<N>.csv``: run ``run_id``'s delta, dated by its UTC start."""
-    day = datetime.fromtimestamp(started_at, UTC).strftime("%Y-%m-%d")
-    return config.output.with_name(f"{config.output.stem}.new.{day}.run{run_id}.csv")
-
-
-def left_path(config: JobConfig) -> Path:
-    return config.output.with_name(config.output.stem + ".left.csv")
-
-
 def export_files(config: JobConfig, journal: Journal, *, run_id: int, delta_run: int, key: str) -> Exported:
     """Write the codes CSV, the manifest, the errors report, run ``run_id``'s skipped-rows report, run
     ``delta_run``'s delta file, and the members who left the segment — all from one snapshot of the journal.
@@ -119,15 +105,17 @@ def export_files(config: JobConfig, journal: Journal, *, run_id: int, delta_run:
     formula_like = _Tally()
     with journal.snapshot():
         codes = _write_codes(config, journal, config.output, key=key)
-        outputs.write_manifest(config.manifest_path, key=key, property=property_name, expiry_property=config.expiry_property)
-        errors = outputs.write_errors(
-            config.errors_path, formula_like.watch(journal.failures(), lambda failure: failure.identity), key=key
+        outputs.write_manifest(
+            config.layout.manifest, key=key, property=property_name, expiry_property=config.expiry_property
         )
-        outputs.write_skipped(config.skipped_path, formula_like.watch(journal.skipped(run_id), lambda row: row[1]))
+        errors = outputs.write_errors(
+            config.layout.errors, formula_like.watch(journal.failures(), lambda failure: failure.identity), key=key
+        )
+        outputs.write_skipped(config.layout.skipped, formula_like.watch(journal.skipped(run_id), lambda row: row[1]))
         skipped = sum(journal.skipped_counts(run_id).values())  # every skipped row, listed in the report or not
         since = journal.delivered_through(before=delta_run)
         delta = _write_delta(config, journal, delta_run, since, key=key)
-        left = _write_left(left_path(config), journal, run_id, key=key, tally=formula_like)
+        left = _write_left(config.layout.left, journal, run_id, key=key, tally=formula_like)
     if formula_like.count:
         log.warning(
             "%d identities in the reports for people (errors, skipped, left) start with =, +, -, @, a tab or a "
@@ -136,10 +124,10 @@ def export_files(config: JobConfig, journal: Journal, *, run_id: int, delta_run:
         )
     files = {
         "codes": config.output,
-        "manifest": config.manifest_path,
-        "errors": config.errors_path,
-        "skipped": config.skipped_path,
-        "left": left_path(config),
+        "manifest": config.layout.manifest,
+        "errors": config.layout.errors,
+        "skipped": config.layout.skipped,
+        "left": config.layout.left,
     }
     new_codes = 0
     if delta is not None:
@@ -191,7 +179,7 @@ def _write_delta(
     started_at = journal.run_started_at(run_id)
     if started_at is None or next(journal.codes_published_after(since, through=run_id), None) is None:
         return None
-    path = delta_path(config, run_id, started_at)
+    path = config.layout.delta(run_id, started_at)
     return path, _write_codes(config, journal, path, key=key, since=since, through=run_id)
 
 

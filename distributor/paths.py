@@ -1,6 +1,6 @@
 """Where a run writes: checked before the segment is read or any call is made, so a bad path costs no quota.
 
-A run writes its files beside ``output`` and its journal at ``journal_path``.  :func:`check_destinations` refuses,
+A run writes its files beside ``output`` and its journal at ``layout.journal``.  :func:`check_destinations` refuses,
 with one line naming the path (:class:`ConfigError`, exit 2):
 
 * a folder that cannot be made (a parent is a file, a missing folder under a read-only one) or written to — tried
@@ -27,25 +27,16 @@ def check_destinations(config: JobConfig, *, probe: bool = True) -> None:
     """Refuse unusable destinations of ``config`` (see the module).  ``probe``: also make the folders and write a
     probe file in each (a run); without it nothing is created (``plan``)."""
     _refuse_overwriting_the_segment(config)
-    for folder, what in ((config.output.parent, "output"), (config.journal_path.parent, "journal")):
+    for folder, what in ((config.output.parent, "output"), (config.layout.journal.parent, "journal")):
         _check_folder(folder, what, probe=probe)
     _refuse_files_of_another_journal(config)
-
-
-def written_files(config: JobConfig) -> list[Path]:
-    """Every file a run writes: the output, its reports and the journal."""
-    stem = config.output.stem
-    reports = [config.output.with_name(f"{stem}.{suffix}") for suffix in (
-        "manifest.json", "errors.csv", "skipped.csv", "summary.json", "new.csv", "left.csv",
-    )]
-    return [config.output, *reports, config.journal_path]
 
 
 def _refuse_overwriting_the_segment(config: JobConfig) -> None:
     """No file a run writes may be a part of its segment: not a part itself, not inside a folder given as the
     segment, not matched by a glob given as one (the next run would read the codes as members)."""
     for part in config.segment:
-        for path in written_files(config):
+        for path in config.layout.written():
             if _is_part(path, part):
                 raise ConfigError(
                     f"{path} is part of the segment {part}: the run would overwrite the export (or read its own "
@@ -85,15 +76,16 @@ def _first_non_folder(folder: Path) -> Path | None:
 
 def _refuse_files_of_another_journal(config: JobConfig) -> None:
     """The summary a run leaves beside its output names its journal: another journal's files are not ours."""
-    summary = config.summary_path
+    summary = config.layout.summary
     try:
         owner = json.loads(summary.read_text(encoding="utf-8"))["run"]["journal"]
     except (OSError, ValueError, KeyError, TypeError):
         return  # no summary (or not one of ours): nobody claims these files
-    if not isinstance(owner, str) or not os.path.lexists(owner) or _same_file(Path(owner), config.journal_path):
+    if not isinstance(owner, str) or not os.path.lexists(owner) or _same_file(Path(owner), config.layout.journal):
         return  # ours, or its journal is gone: nobody else claims these files any more
     raise ConfigError(
-        f"{config.output} belongs to the distribution of journal {owner} (see {summary}), not to {config.journal_path}: "
+        f"{config.output} belongs to the distribution of journal {owner} (see {summary}), "
+        f"not to {config.layout.journal}: "
         "give this distribution its own --output, or the same --state as before"
     )
 

@@ -152,7 +152,7 @@ def make_plan(
     check_destinations(config, probe=False)
     refuse_stand_in_codes_for_real_profiles(config)
     segment = open_segment(config.segment, config.id_column)
-    journal = Journal.open(config.journal_path, readonly=True) if config.journal_path.exists() else None
+    journal = Journal.open(config.layout.journal, readonly=True) if config.layout.journal.exists() else None
     try:
         if journal is not None:
             # the checks a run makes before loading the segment, with the same messages
@@ -282,7 +282,7 @@ def _plan(
     known_id = journal.meta("campaign_id") if journal is not None else None
     if campaign is not None and known_id and known_id != campaign.id:
         raise JournalError(
-            f"journal {config.journal_path} belongs to campaign {known_id}, but {config.campaign!r} is {campaign.id}"
+            f"journal {config.layout.journal} belongs to campaign {known_id}, but {config.campaign!r} is {campaign.id}"
         )
     if campaign is not None:
         findings += _campaign_findings(campaign, to_serve, held_in_journal, now, now + seconds)
@@ -312,7 +312,7 @@ def _plan(
         findings.append(Finding(
             NOTE, "left_segment",
             f"{standing['left']:,} members of earlier runs are not in this segment: they keep their codes, are not "
-            f"touched, and are listed in {config.output.with_name(config.output.stem + '.left.csv')}",
+            f"touched, and are listed in {config.layout.left}",
         ))
 
     distribution = (
@@ -327,7 +327,7 @@ def _plan(
         segment=str(config.segment),
         segment_description=segment.describe(),
         key=segment.key,
-        journal=str(config.journal_path),
+        journal=str(config.layout.journal),
         journal_exists=journal is not None,
         rows=tally.rows,
         members=tally.members,

@@ -364,10 +364,6 @@ def new_pusher(
 
 
 # ---------------------------------------------------------------------- the outcome
-def push_errors_path(config: JobConfig) -> Path:
-    return config.output.with_name(config.output.stem + ".push-errors.csv")
-
-
 def write_push_errors(path: Path, journal: Journal, *, key: str) -> int:
     """``<key>,row,code,clevertap_code,message,attempts``: the codes CleverTap did not take (a report for people:
     spreadsheet-safe, as the other reports)."""
@@ -415,7 +411,7 @@ class PushOutcome:
 
 def conclude(config: JobConfig, journal: Journal, pusher: Pusher) -> PushOutcome:
     """Write the push-errors CSV from the journal and sum up."""
-    path = push_errors_path(config)
+    path = config.layout.push_errors
     write_push_errors(path, journal, key=pusher.key)
     stopped = None
     if pusher.auth_error is not None:
@@ -465,9 +461,9 @@ async def push_journal(config: JobConfig, *, resend_all: bool = False, property_
     No Voucherify call.  Takes the journal's lock, as a run does."""
     if config.clevertap is None:
         raise ConfigError("push needs --clevertap: a region (eu1, in1, sg1, us1, aps3, mec1), a URL or 'sandbox'")
-    if not config.journal_path.exists():
-        raise ConfigError(f"journal {config.journal_path} does not exist: nothing to push")
-    journal = Journal.open(config.journal_path, lock=True)
+    if not config.layout.journal.exists():
+        raise ConfigError(f"journal {config.layout.journal} does not exist: nothing to push")
+    journal = Journal.open(config.layout.journal, lock=True)
     try:
         _check_origin(config, journal)
         async with connect(config) as client:
@@ -487,7 +483,7 @@ def _check_origin(config: JobConfig, journal: Journal) -> None:
     host = journal.meta("api_host")
     if host is not None and is_rehearsal(host) and not is_rehearsal(resolve_url(str(config.clevertap))):
         raise ConfigError(
-            f"journal {config.journal_path} was made against a stand-in Voucherify ({host}): its codes do not exist "
+            f"journal {config.layout.journal} was made against a stand-in Voucherify ({host}): its codes do not exist "
             f"and must never reach real CleverTap profiles ({config.clevertap}); push it to --clevertap sandbox"
         )
 

@@ -152,10 +152,10 @@ def verify(
             "verify needs the Voucherify the runs published to, but the embedded sandbox (api_url 'sandbox') "
             "forgets everything when a run ends: serve one with `distributor sandbox` and give its --api-url"
         )
-    if not config.journal_path.exists():
-        raise JournalError(no_journal(config.journal_path))
-    report = report or config.output.with_name(config.output.stem + ".verify.csv")
-    with Journal.open(config.journal_path, readonly=True) as journal:
+    if not config.layout.journal.exists():
+        raise JournalError(no_journal(config.layout.journal))
+    report = report or config.layout.verify_report
+    with Journal.open(config.layout.journal, readonly=True) as journal:
         # the codes exist only in the project the journal was made against: checking another would find none
         journal.check_project(host=config.api_host, project=config.project_digest())
         holder = run_in_progress(journal)

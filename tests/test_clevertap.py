@@ -582,9 +582,9 @@ def test_paging_many_profiles_with_a_small_batch(tmp_path: Path, stand_in, monke
     query.write_text("{}")
     config = config_for(tmp_path, server, [], segment=None, clevertap_query=query)
     audience.fetch_audience(config)
-    lines = config.audience_path.read_text().splitlines()
+    lines = config.layout.audience().read_text().splitlines()
     assert sorted(json.loads(line)["identity"] for line in lines) == sorted(f"p{index}" for index in range(50))
-    assert config.segment == (config.audience_path,) and config.audience_path.name.startswith("codes.audience-")
+    assert config.segment == (config.layout.audience(),) and config.layout.audience().name.startswith("codes.audience-")
 
 
 def test_status_and_push_take_a_job_file_whose_audience_comes_from_clevertap(tmp_path: Path, stand_in) -> None:

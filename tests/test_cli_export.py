@@ -43,12 +43,12 @@ def test_export_rewrites_exactly_what_the_run_wrote(tmp_path: Path, sandbox) -> 
         (folder / name).unlink()
     calls = len(server.sandbox.arrivals)
 
-    result = invoke("export", "--state", str(config.journal_path))
+    result = invoke("export", "--state", str(config.layout.journal))
 
     assert result.exit_code == 0, result.output
     assert {name: (folder / name).read_bytes() for name in names} == written
     assert result.stdout.splitlines() == [
-        f"exported from {config.journal_path} (run 1)",
+        f"exported from {config.layout.journal} (run 1)",
         f"  codes     {folder / 'codes.csv'} (9 codes) + codes.manifest.json",
         f"  delta     {delta} (9 codes published after run 0, through run 1)",
         f"  left      {folder / 'codes.left.csv'} (0 members no longer in the segment)",
@@ -67,8 +67,8 @@ def test_the_output_can_be_elsewhere_and_the_column_renamed(tmp_path: Path, sand
     run(config)
     snapshot = tmp_path / "elsewhere" / "snapshot.csv"
 
-    as_run = invoke("export", "--state", str(config.journal_path), "--output", str(snapshot))
-    renamed = invoke("export", "--state", str(config.journal_path), "--output", str(snapshot),
+    as_run = invoke("export", "--state", str(config.layout.journal), "--output", str(snapshot))
+    renamed = invoke("export", "--state", str(config.layout.journal), "--output", str(snapshot),
                      "--property", "winback_code", "--json")
 
     assert (as_run.exit_code, renamed.exit_code) == (0, 0)

@@ -188,7 +188,7 @@ def test_a_run_in_progress_would_make_a_second_run_refuse(tmp_path: Path, sandbo
     config = make_config(tmp_path, server, segment)
     run(config)
     write_segment(segment, ids(8))
-    with Journal.open(config.journal_path) as running:  # what a run holds while it publishes
+    with Journal.open(config.layout.journal) as running:  # what a run holds while it publishes
         running.lock()
         running.start_run(str(segment))
 
@@ -239,7 +239,7 @@ def test_another_campaigns_journal_exits_2_as_run_would(tmp_path: Path, sandbox)
     result = invoke(*plan_args(server, segment, config.output, campaign="referral-program"), env=SANDBOX_ENV)
 
     assert result.exit_code == 2
-    assert result.stderr.startswith(f"distributor: journal {config.journal_path} belongs to campaign 'reactivation-20'")
+    assert result.stderr.startswith(f"distributor: journal {config.layout.journal} belongs to campaign 'reactivation-20'")
 
 
 def test_no_answer_leaves_the_campaign_unchecked_after_two_calls(tmp_path: Path, monkeypatch) -> None:

@@ -29,14 +29,14 @@ def test_a_finished_run_shows_its_counts_and_outcome(tmp_path: Path, sandbox) ->
     segment = write_segment(tmp_path / "s.csv", ids(40))
     config = make_config(tmp_path, server, segment)
     run(config)
-    lock = config.journal_path.with_name(config.journal_path.name + ".lock")
+    lock = config.layout.journal.with_name(config.layout.journal.name + ".lock")
     lock_before = (lock.read_bytes(), lock.stat().st_mtime_ns)
 
-    result = invoke("status", "--state", str(config.journal_path))
+    result = invoke("status", "--state", str(config.layout.journal))
 
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == f"distribution camp_demo_reactivation · campaign reactivation-20 · journal {config.journal_path}"
+    assert lines[0] == f"distribution camp_demo_reactivation · campaign reactivation-20 · journal {config.layout.journal}"
     assert lines[1].startswith("run 1: finished ") and lines[1].endswith(": exit 0 completed")
     for line in ("  every valid member holds a code", f"  segment       {segment}: 40 members",
                  "  done          40 (100.0 %)", "  in flight     0", "  pending       0", "  failed        0",
@@ -51,10 +51,10 @@ def test_the_latest_errors_carry_voucherifys_key_and_request_id(tmp_path: Path, 
     segment = write_segment(tmp_path / "s.csv", ["a", "b", "c"])
     config = make_config(tmp_path, server, segment)
     run(config)
-    request_id = Journal.open(config.journal_path, readonly=True).member("b")["request_id"]
+    request_id = Journal.open(config.layout.journal, readonly=True).member("b")["request_id"]
 
-    text = invoke("status", "--state", str(config.journal_path))
-    data = json.loads(invoke("status", "--state", str(config.journal_path), "--json").stdout)
+    text = invoke("status", "--state", str(config.layout.journal))
+    data = json.loads(invoke("status", "--state", str(config.layout.journal), "--json").stdout)
 
     assert "latest errors (1 of 1 failed members)" in text.stdout
     assert (f"  b (row 3): 400 voucher_cannot_be_published: Voucher cannot be published: This customer cannot "
@@ -103,11 +103,11 @@ def test_a_run_that_died_without_a_word_is_told_apart(tmp_path: Path, sandbox) -
     segment = write_segment(tmp_path / "s.csv", ids(3))
     config = make_config(tmp_path, server, segment)
     run(config)
-    with Journal.open(config.journal_path) as journal:  # a second run that was killed -9 after starting
+    with Journal.open(config.layout.journal) as journal:  # a second run that was killed -9 after starting
         journal.lock()
         journal.start_run(str(segment))
 
-    result = invoke("status", "--state", str(config.journal_path))
+    result = invoke("status", "--state", str(config.layout.journal))
 
     assert result.exit_code == 0
     assert "run 2: died: started " in result.stdout

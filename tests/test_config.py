@@ -75,8 +75,8 @@ def test_flags_beat_the_job_file_and_paths_are_relative_to_it(tmp_path: Path) ->
     assert config.output == jobs / "out" / "c.csv"
     assert config.rate_limit == Rate(50, 60.0)
     assert config.campaign == "camp_1"
-    assert config.journal_path == jobs / "out" / "c.journal.sqlite"
-    assert config.errors_path == jobs / "out" / "c.errors.csv"
+    assert config.layout.journal == jobs / "out" / "c.journal.sqlite"
+    assert config.layout.errors == jobs / "out" / "c.errors.csv"
 
 
 def test_unknown_keys_in_a_job_file_are_named(tmp_path: Path) -> None:

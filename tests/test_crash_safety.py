@@ -44,7 +44,7 @@ def seed(config: JobConfig, server, points: dict[str, str]) -> None:
             )
             return publication.code
 
-    with Journal.open(config.journal_path) as journal:
+    with Journal.open(config.layout.journal) as journal:
         run_id = journal.start_run(str(config.segment))
         journal.load(run_id, [(seq, seq + 1, identity) for seq, identity in enumerate(points, start=1)])
         journal.set_meta(key="identity", property=config.property_name, distribution=CAMPAIGN_ID,
@@ -241,7 +241,7 @@ def test_failed_members_are_not_retried_forever_but_on_request(tmp_path: Path, s
     assert retried.stats.published == 2
     _, codes = read_codes(config.output)
     assert {i: {c} for i, c in codes.items()} == held_codes(server)
-    assert config.errors_path.read_text(encoding="utf-8").splitlines() == [
+    assert config.layout.errors.read_text(encoding="utf-8").splitlines() == [
         "identity,row,status,error_key,message,request_id,attempts"
     ]
 

@@ -144,7 +144,7 @@ def test_per_member_refusals_are_reported_and_the_rest_is_published(tmp_path: Pa
     assert result.exit_code == EXIT_MEMBER_FAILURES
     _, codes = read_codes(config.output)
     assert set(codes) == set(members) - {members[3], members[7]}
-    errors = config.errors_path.read_text(encoding="utf-8").splitlines()
+    errors = config.layout.errors.read_text(encoding="utf-8").splitlines()
     assert errors[0] == "identity,row,status,error_key,message,request_id,attempts"
     assert errors[1].startswith(f"{members[3]},5,400,voucher_cannot_be_published,")
     assert errors[2].startswith(f"{members[7]},9,400,invalid_customer,")
@@ -185,7 +185,7 @@ def test_doomed_conditions_stop_after_a_single_call(tmp_path: Path, sandbox, opt
 
     assert (result.exit_code, result.reason) == (EXIT_STOPPED, reason)
     assert len(server.sandbox.arrivals) == 1
-    summary = json.loads(config.summary_path.read_text())
+    summary = json.loads(config.layout.summary.read_text())
     assert summary["exit_code"] == EXIT_STOPPED and summary["reason"] == reason
 
 
@@ -196,7 +196,7 @@ def test_the_journal_holds_every_members_state_and_code(tmp_path: Path, sandbox)
 
     result = run(config)
 
-    with Journal.open(config.journal_path, readonly=True) as journal:
+    with Journal.open(config.layout.journal, readonly=True) as journal:
         assert journal.state_counts() == {"pending": 0, "sending": 0, "done": 2, "failed": 0}
         assert dict(journal.codes()) == {i: next(iter(c)) for i, c in held_codes(server).items()}
         assert list(journal.skipped(1)) == [

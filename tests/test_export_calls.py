@@ -40,7 +40,7 @@ def test_every_call_is_exported_with_its_outcome_status_and_request_id(tmp_path:
     assert [datetime.fromisoformat(r["at"]).utcoffset().total_seconds() for r in rows[:1]] == [0.0]
     [refusal] = [r for r in rows if r["identity"] == "cust-7"]
     assert (refusal["outcome"], refusal["http_status"]) == ("refused", "400")
-    with Journal.open(config.journal_path, readonly=True) as journal:
+    with Journal.open(config.layout.journal, readonly=True) as journal:
         refused = journal.member("cust-7")
     assert refusal["request_id"] == refused["request_id"] and refusal["request_id"].startswith("v-")
 

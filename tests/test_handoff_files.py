@@ -116,12 +116,12 @@ def test_an_export_that_read_an_older_snapshot_never_overwrites_the_runs_final_f
     runner.start()
     export = None
     try:
-        wait_for(lambda: codes_saved(config.journal_path) >= 10)
-        export = subprocess.Popen([sys.executable, "-c", PAUSED_EXPORT, str(config.journal_path)],
+        wait_for(lambda: codes_saved(config.layout.journal) >= 10)
+        export = subprocess.Popen([sys.executable, "-c", PAUSED_EXPORT, str(config.layout.journal)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert export.stdout is not None and export.stdin is not None
         assert export.stdout.readline() == "snapshot\n"  # the export holds a snapshot from mid-run ...
-        assert codes_saved(config.journal_path) < len(members)  # ... older than the run's end
+        assert codes_saved(config.layout.journal) < len(members)  # ... older than the run's end
         assert settled.wait(60)  # the run reached its final write, and waits for the export (or wrote already)
         export.stdin.write("go\n")
         export.stdin.flush()
@@ -134,8 +134,8 @@ def test_an_export_that_read_an_older_snapshot_never_overwrites_the_runs_final_f
     assert export.returncode == 0, err
     assert outcome == [0]
     _, codes = read_codes(config.output)
-    assert codes == journal_codes(config.journal_path) and len(codes) == len(members)
-    summary = json.loads(config.summary_path.read_text())
+    assert codes == journal_codes(config.layout.journal) and len(codes) == len(members)
+    summary = json.loads(config.layout.summary.read_text())
     assert summary["exit_code"] == 0 and summary["members"]["codes_in_output"] == len(codes)
     assert read_codes(Path(summary["upload"]["codes"]))[1] == codes
 
@@ -205,10 +205,10 @@ def test_a_run_refused_after_it_began_says_so_in_the_summary(tmp_path: Path, san
     with pytest.raises(InputError) as refused:
         run(unusable)
 
-    summary = json.loads(unusable.summary_path.read_text())
+    summary = json.loads(unusable.layout.summary.read_text())
     assert (summary["exit_code"], summary["reason"], summary["run"]["id"]) == (2, "InputError", 2)
     assert summary["message"] == str(refused.value)
-    with Journal.open(unusable.journal_path, readonly=True) as journal:
+    with Journal.open(unusable.layout.journal, readonly=True) as journal:
         assert journal.latest_run()["exit_code"] == 2  # the journal holds the same outcome
 
 
@@ -243,10 +243,10 @@ def test_a_second_run_on_the_same_day_leaves_the_first_runs_delta_alone(tmp_path
     assert (first.exit_code, recheck.exit_code) == (0, 0)
     assert delta.name.endswith(".run1.csv") and delta.read_bytes() == written
     _, codes = read_codes(delta)
-    assert codes == journal_codes(config.journal_path) and len(codes) == 20
+    assert codes == journal_codes(config.layout.journal) and len(codes) == 20
     assert "delta" not in recheck.files and recheck.summary["upload"]["codes"] is None
     assert recheck.summary["next_step"].startswith("nothing new to upload")
-    assert first.summary["next_step"] == f"upload {delta} with {config.manifest_path} in CleverTap"
+    assert first.summary["next_step"] == f"upload {delta} with {config.layout.manifest} in CleverTap"
 
 
 # ------------------------------------------------------------------------------------------ reports for people (9.9)

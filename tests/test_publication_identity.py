@@ -60,7 +60,7 @@ def test_a_looked_up_publication_of_another_campaign_is_never_saved(tmp_path: Pa
 
     config = make_config(tmp_path, server, write_segment(tmp_path / "segment.csv", ["m-00", "m-01"]),
                          distribution="spring", campaign="gift-card-50")
-    with Journal.open(config.journal_path) as journal:
+    with Journal.open(config.layout.journal) as journal:
         run_id = journal.start_run(str(config.segment))
         journal.load(run_id, [(1, 2, "m-00"), (2, 3, "m-01")])
         journal.set_meta(key="identity", property=config.property_name, distribution="spring",
@@ -74,9 +74,9 @@ def test_a_looked_up_publication_of_another_campaign_is_never_saved(tmp_path: Pa
     _, codes = read_codes(config.output)
     assert "m-00" not in codes and a_code not in codes.values()
     assert codes["m-01"].startswith("GIFT-")
-    errors = config.errors_path.read_text(encoding="utf-8")
+    errors = config.layout.errors.read_text(encoding="utf-8")
     assert "campaign_mismatch" in errors and "reactivation-20" in errors
-    with Journal.open(config.journal_path, readonly=True) as journal:
+    with Journal.open(config.layout.journal, readonly=True) as journal:
         row = journal.member("m-00")
         assert row["state"] == "failed" and row["code"] is None and row["source_id"] == old_key
 
@@ -97,7 +97,7 @@ def test_a_fresh_answer_holding_another_campaigns_code_is_never_saved(tmp_path: 
     _, codes = read_codes(config.output)
     assert "m-05" not in codes and "OTHER-1" not in codes.values()
     assert len(codes) == len(MEMBERS) - 1
-    assert "campaign_mismatch" in config.errors_path.read_text(encoding="utf-8")
+    assert "campaign_mismatch" in config.layout.errors.read_text(encoding="utf-8")
 
 
 def test_a_called_members_key_survives_a_change_of_the_campaigns_resolution(tmp_path: Path, sandbox) -> None:
@@ -107,7 +107,7 @@ def test_a_called_members_key_survives_a_change_of_the_campaigns_resolution(tmp_
     config = make_config(tmp_path, server, write_segment(tmp_path / "segment.csv", ["m-00"]))
     first_key = "reactivation-20-first-key-of-m-00"
     committed = _publish(server, "reactivation-20", "m-00", first_key)
-    with Journal.open(config.journal_path) as journal:
+    with Journal.open(config.layout.journal) as journal:
         run_id = journal.start_run(str(config.segment))
         journal.load(run_id, [(1, 2, "m-00")])
         journal.set_meta(key="identity", property=config.property_name)

@@ -170,7 +170,7 @@ def test_a_run_on_a_blank_line_bomb_reports_every_row_and_lists_the_first(tmp_pa
 
     assert result.exit_code == EXIT_OK, result.message
     assert result.summary["skipped"] == {"total": 200_000, "by_reason": {"empty": 200_000}, "not_listed": 199_000}
-    with config.skipped_path.open(newline="", encoding="utf-8") as handle:
+    with config.layout.skipped.open(newline="", encoding="utf-8") as handle:
         report = list(csv.reader(handle))
     assert len(report) == 1 + SKIPPED_EXAMPLES + 1
     assert report[1][:3] == ["3", "", "empty"] and report[SKIPPED_EXAMPLES][:3] == [str(2 + SKIPPED_EXAMPLES), "", "empty"]
@@ -178,4 +178,4 @@ def test_a_run_on_a_blank_line_bomb_reports_every_row_and_lists_the_first(tmp_pa
     assert report[-1] == ["", "", "empty", f"empty identity (or only whitespace) ({not_listed})"]
     exported = CliRunner().invoke(main, ["export", "--segment", str(segment), "--output", str(config.output)])
     assert exported.exit_code == 0, exported.output
-    assert f"skipped   {config.skipped_path} (200000 rows)" in exported.output
+    assert f"skipped   {config.layout.skipped} (200000 rows)" in exported.output

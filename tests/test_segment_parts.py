@@ -88,11 +88,11 @@ def test_a_run_over_several_parts_serves_all_of_them_once(tmp_path: Path, sandbo
     _, codes = read_codes(config.output)
     assert list(codes) == ["a", "b", "c", "d", "e"]  # every part; "a" once
     assert {identity: {code} for identity, code in codes.items()} == held_codes(server)
-    with config.skipped_path.open(newline="", encoding="utf-8") as handle:
+    with config.layout.skipped.open(newline="", encoding="utf-8") as handle:
         report = list(csv.reader(handle))[1:]
     assert [(r[0], r[1], r[2]) for r in report] == [("part-00.csv.gz:4", "", "empty"), ("part-01.csv.gz:3", "a", "duplicate")]
     assert report[1][3] == "appears earlier in the segment; published once (first at row part-00.csv.gz:2)"
-    with Journal.open(config.journal_path, readonly=True) as journal:
+    with Journal.open(config.layout.journal, readonly=True) as journal:
         assert journal.runs()[-1]["segment"] == " + ".join(str(p) for p in parts)  # what was read
 
 

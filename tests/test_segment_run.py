@@ -45,7 +45,7 @@ def test_tricky_identities_reach_voucherify_and_the_csv_exactly_and_bad_rows_are
     assert header == ["identity", "reactivation_code"]
     assert list(codes) == TRICKY  # exact, once each, in segment order
     assert {identity: {code} for identity, code in codes.items()} == held_codes(server)  # Voucherify saw the same
-    with config.skipped_path.open(newline="", encoding="utf-8") as handle:
+    with config.layout.skipped.open(newline="", encoding="utf-8") as handle:
         report = list(csv.reader(handle))
     assert report[0] == ["row", "value", "reason", "explanation"]
     first_invalid_row = 2 + len(TRICKY)
@@ -69,7 +69,7 @@ def test_a_parquet_export_with_integer_identities(tmp_path: Path, sandbox) -> No
     header, codes = read_codes(config.output)
     assert header == ["objectId", "voucher_code"] and list(codes) == ["1189549", "7"]
     assert result.summary["skipped"]["by_reason"] == {"empty": 1, "duplicate": 1, "placeholder": 1}
-    manifest = json.loads(config.manifest_path.read_text())
+    manifest = json.loads(config.layout.manifest.read_text())
     assert list(manifest["columns"]) == ["objectId", "voucher_code"]
 
 
@@ -82,7 +82,7 @@ def test_a_lone_surrogate_in_a_json_export_is_skipped_and_reported(tmp_path: Pat
     result = run(config)
 
     assert result.summary["skipped"]["by_reason"] == {"invalid_unicode": 1}
-    assert "bad\\ud800,invalid_unicode" in config.skipped_path.read_text()
+    assert "bad\\ud800,invalid_unicode" in config.layout.skipped.read_text()
 
 
 # ---------------------------------------------------------------------- unusable input: exit 2, one line, no call

@@ -43,7 +43,7 @@ def assert_each_member_holds_the_code_voucherify_committed(config: Any, server: 
 
 
 def states(config: Any) -> dict[str, str]:
-    with Journal.open(config.journal_path, readonly=True) as journal:
+    with Journal.open(config.layout.journal, readonly=True) as journal:
         return {identity: journal.member(identity)["state"] for identity in MEMBERS}
 
 
@@ -98,7 +98,7 @@ def test_a_member_failing_only_transiently_is_served_by_the_same_command_run_aga
         assert "1 members still have no code" in first.message and "transient" in first.message
         assert first.summary["next_step"] == "run the same command again to resume"
         assert states(config)["m-07"] == "sending"  # never failed: nothing in the errors report
-        assert "m-07" not in config.errors_path.read_text(encoding="utf-8")
+        assert "m-07" not in config.layout.errors.read_text(encoding="utf-8")
 
         front.clear()
         second = run(config)  # the same command, no --retry-failed
@@ -157,7 +157,7 @@ def test_old_journals_serve_members_failed_by_exhausted_transient_retries(tmp_pa
     old_key = publication_source_id_v1(distribution, "m-03")
     server.sandbox.config.refuse_customers = {}
     committed = _publish_directly(server, "m-03", old_key)
-    with sqlite3.connect(config.journal_path) as db:
+    with sqlite3.connect(config.layout.journal) as db:
         db.execute("""UPDATE members SET error_key = 'retries_exhausted:connection', attempts = 8,
                       error_message = 'gave up after 8 attempts' WHERE identity = 'm-03'""")
         db.execute("ALTER TABLE members DROP COLUMN source_id")
@@ -170,7 +170,7 @@ def test_old_journals_serve_members_failed_by_exhausted_transient_retries(tmp_pa
     _, codes = read_codes(config.output)
     assert codes["m-03"] == committed
     assert held_codes(server)["m-03"] == {committed}
-    with Journal.open(config.journal_path, readonly=True) as journal:
+    with Journal.open(config.layout.journal, readonly=True) as journal:
         assert journal.member("m-03")["source_id"] == old_key
 
 
@@ -231,9 +231,9 @@ def test_a_token_echoed_in_an_error_reaches_no_file(tmp_path: Path, sandbox, cap
             result = run(config)
 
     assert result.exit_code != EXIT_OK
-    assert "***" in config.errors_path.read_text(encoding="utf-8")
+    assert "***" in config.layout.errors.read_text(encoding="utf-8")
     written = [path for path in tmp_path.rglob("*") if path.is_file() and path.name != "segment.csv"]
-    assert config.journal_path in written
+    assert config.layout.journal in written
     for path in written:
         assert token.encode() not in path.read_bytes(), path
     assert token not in caplog.text and token not in result.message
