@@ -24,14 +24,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import signal
+import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,7 +42,6 @@ from . import outputs
 from ._version import __version__
 from .concurrency import InFlightTarget
 from .config import Credentials, JobConfig, publication_source_id, refuse_stand_in_codes_for_real_profiles
-from .export import Exported, export_files
 from .errors import (
     EXIT_MEMBER_FAILURES,
     EXIT_OK,
@@ -53,14 +52,16 @@ from .errors import (
     StopRun,
     StorageError,
 )
+from .export import Exported, export_files
 from .journal import DONE, Journal, Member
-from .retry import Action, Decision, backoff, decide
 from .loading import load_segment
 from .paths import check_destinations
+from .push import PushOutcome, PushStats, RunPush, expiry_epoch
+from .retry import Action, Decision, backoff, decide
 from .segment import Segment, open_segment
+from .target import voucherify_target
 from .throttle import Throttle
 from .units import format_duration
-from .push import PushOutcome, PushStats, RunPush, expiry_epoch
 from .voucherify import ApiError, Campaign, Publication, RateLimitHeaders, TransportError, VoucherifyClient
 
 log = logging.getLogger("distributor")
@@ -85,9 +86,9 @@ class Reporter(Protocol):
 
     interval: float
 
-    def start(self, stats: "RunStats") -> None: ...
-    def update(self, stats: "RunStats") -> None: ...
-    def finish(self, stats: "RunStats") -> None: ...
+    def start(self, stats: RunStats) -> None: ...
+    def update(self, stats: RunStats) -> None: ...
+    def finish(self, stats: RunStats) -> None: ...
 
 
 @dataclass
@@ -325,16 +326,9 @@ class Distribution:
     async def _client(self) -> AsyncIterator[VoucherifyClient]:
         config = self.config
         ceiling = config.concurrency or MAX_IN_FLIGHT
-        if config.uses_sandbox:
-            from .sandbox.embedded import embedded_sandbox
-
-            with embedded_sandbox(config) as (url, credentials, sandbox):
-                self.sandbox = sandbox
-                async with self._open_client(url, credentials, ceiling) as client:
-                    yield client
-        else:
-            assert config.credentials is not None
-            async with self._open_client(config.api_url, config.credentials, ceiling) as client:
+        with voucherify_target(config) as target:
+            self.sandbox = target.sandbox
+            async with self._open_client(target.url, target.credentials, ceiling) as client:
                 yield client
 
     def _open_client(self, url: str, credentials: Credentials, ceiling: int) -> VoucherifyClient:
@@ -451,7 +445,7 @@ class Distribution:
     def _warn_about(self, campaign: Campaign) -> None:
         if campaign.active is False:
             log.warning("campaign %s is not active: customers may not be able to redeem the codes", campaign.name)
-        if campaign.expiration_date and campaign.expiration_date < datetime.now(timezone.utc).isoformat():
+        if campaign.expiration_date and campaign.expiration_date < datetime.now(UTC).isoformat():
             log.warning("campaign %s expired on %s", campaign.name, campaign.expiration_date)
         if campaign.type == "STATIC" and campaign.vouchers_count is not None and campaign.vouchers_count < self.stats.to_publish:
             log.warning(
@@ -1128,7 +1122,7 @@ async def _alongside(
 
 
 def _iso(unix: float) -> str:
-    return datetime.fromtimestamp(unix, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds")
 
 
 def run_distribution(config: JobConfig, **options: Any) -> RunResult:

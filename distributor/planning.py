@@ -22,20 +22,21 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 import httpx
 
 from . import identities
-from .config import JobConfig, refuse_stand_in_codes_for_real_profiles
+from .config import Credentials, JobConfig, refuse_stand_in_codes_for_real_profiles
 from .errors import EXIT_OK, EXIT_STOPPED, JournalError
 from .journal import DONE, FAILED, PENDING, SENDING, Journal
 from .paths import check_destinations
 from .retry import Action, decide
 from .segment import Segment, open_segment, refuse_unusable
 from .status import run_in_progress
+from .target import voucherify_target
 from .voucherify import ApiError, Campaign, TransportError, VoucherifyClient
 
 PROBLEM = "problem"
@@ -193,7 +194,7 @@ class _SegmentTally:
         self.duplicates = 0
         self.invalid: Counter[str] = Counter()
 
-    def __enter__(self) -> "_SegmentTally":
+    def __enter__(self) -> _SegmentTally:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -392,17 +393,12 @@ async def _check_campaign(
 ) -> tuple[Campaign | None, int, list[Finding]]:
     """``GET /v1/campaigns/{id}``, a second time only after no answer or a 5xx.  Returns the campaign (or
     ``None``), the calls made, and what the answers mean for a run."""
-    if config.uses_sandbox:
-        from .sandbox.embedded import embedded_sandbox
-
-        with embedded_sandbox(config) as (url, credentials, _):
-            return await _ask(config, url, credentials, transport)
-    assert config.credentials is not None  # JobConfig.load insists on keys for a real Voucherify
-    return await _ask(config, config.api_url, config.credentials, transport)
+    with voucherify_target(config) as target:
+        return await _ask(config, target.url, target.credentials, transport)
 
 
 async def _ask(
-    config: JobConfig, url: str, credentials: Any, transport: httpx.AsyncBaseTransport | None
+    config: JobConfig, url: str, credentials: Credentials, transport: httpx.AsyncBaseTransport | None
 ) -> tuple[Campaign | None, int, list[Finding]]:
     calls = 0
     async with VoucherifyClient(url, credentials, timeout=config.timeout, max_connections=2, transport=transport) as api:
@@ -521,10 +517,10 @@ def _timestamp(value: str | None) -> float | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 
 def _day(unix: float) -> str:
-    return datetime.fromtimestamp(unix, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M UTC")
 

@@ -25,12 +25,11 @@ import anyio
 import anyio.abc
 
 from . import outputs
-from .config import Credentials, JobConfig, publication_source_id
+from .config import JobConfig, publication_source_id
 from .errors import (
     EXIT_MEMBER_FAILURES,
     EXIT_OK,
     EXIT_STOPPED,
-    ConfigError,
     JournalError,
     JournalLocked,
     StopRun,
@@ -38,6 +37,7 @@ from .errors import (
 from .journal import DONE, Journal
 from .retry import Action, backoff, decide
 from .status import no_journal, run_in_progress
+from .target import Target, remote_target
 from .throttle import Throttle
 from .voucherify import (
     ApiError,
@@ -147,11 +147,10 @@ def verify(
     of ``sample`` (``seed`` picks it).  ``on_cost`` is told what the audit will cost before the first call.
     Raises :class:`ConfigError` / :class:`JournalError` (exit 2), :class:`JournalLocked` or :class:`StopRun`
     (exit 3: a run in progress, bad keys, unreachable …)."""
-    if config.uses_sandbox:
-        raise ConfigError(
-            "verify needs the Voucherify the runs published to, but the embedded sandbox (api_url 'sandbox') "
-            "forgets everything when a run ends: serve one with `distributor sandbox` and give its --api-url"
-        )
+    target = remote_target(config, refusal=(
+        "verify needs the Voucherify the runs published to, but the embedded sandbox (api_url 'sandbox') "
+        "forgets everything when a run ends: serve one with `distributor sandbox` and give its --api-url"
+    ))
     if not config.layout.journal.exists():
         raise JournalError(no_journal(config.layout.journal))
     report = report or config.layout.verify_report
@@ -170,9 +169,8 @@ def verify(
             history = journal.calls_since(time.time() - 2 * config.budget.period)
     on_cost(cost)
     audit = Audit(cost, report)
-    assert config.credentials is not None  # JobConfig.load insists on keys for a real Voucherify
     try:
-        anyio.run(_check_all, config, config.credentials, members, campaigns, history, audit, profile_check,
+        anyio.run(_check_all, config, target, members, campaigns, history, audit, profile_check,
                   backend="asyncio")
     finally:
         _write_report(report, audit.mismatches)
@@ -214,7 +212,7 @@ def _campaign_names(journal: Journal) -> frozenset[str]:
 
 async def _check_all(
     config: JobConfig,
-    credentials: Credentials,
+    target: Target,
     members: Sequence[tuple[str, sqlite3.Row]],
     campaigns: frozenset[str],
     history: Sequence[float],
@@ -229,7 +227,7 @@ async def _check_all(
     workers = min(config.concurrency or DEFAULT_CONCURRENCY, max(1, len(members)))
     queue = iter(members)
     async with VoucherifyClient(
-        config.api_url, credentials, timeout=config.timeout, max_connections=workers + 2, observer=observe
+        target.url, target.credentials, timeout=config.timeout, max_connections=workers + 2, observer=observe
     ) as client:
 
         stops: list[StopRun] = []
@@ -278,7 +276,7 @@ async def _check_one(
 
 async def _look_up(
     config: JobConfig, client: VoucherifyClient, throttle: Throttle, key: str, audit: Audit
-) -> Publication | None | object:
+) -> Publication | object | None:
     """The publication under ``key`` (``None``: Voucherify has none), or ``_NO_ANSWER`` after ``max_attempts``.
     Raises :class:`StopRun` for a condition that dooms every further call (bad keys, quota spent …)."""
     for attempt in range(1, config.max_attempts + 1):
