@@ -48,7 +48,6 @@ from .errors import (
     EXIT_STOPPED,
     ConfigError,
     DistributorError,
-    JournalError,
     StopRun,
     StorageError,
 )
@@ -58,6 +57,13 @@ from .loading import load_segment
 from .paths import check_destinations
 from .push import PushOutcome, PushStats, RunPush, expiry_epoch
 from .retry import Action, Decision, backoff, decide
+from .run.campaign import (
+    check_same_campaign,
+    distribution_name,
+    has_expired,
+    is_switched_off,
+    unpublished_at_most,
+)
 from .segment import Segment, open_segment
 from .target import voucherify_target
 from .throttle import Throttle
@@ -407,10 +413,7 @@ class Distribution:
             if self._stopping.is_set():
                 return
             if isinstance(campaign, Campaign):
-                if known_id and known_id != campaign.id:
-                    raise JournalError(
-                        f"journal {journal.path} belongs to campaign {known_id}, but {config.campaign!r} is {campaign.id}"
-                    )
+                check_same_campaign(journal.path, known_id, config.campaign, campaign)
                 self._campaign_ref, self._join_once, known_id = campaign.id, campaign.join_once, campaign.id
                 journal.set_meta(
                     join_once="1" if campaign.join_once else "0", campaign_type=campaign.type or "",
@@ -419,7 +422,9 @@ class Distribution:
                 self._warn_about(campaign)
         # By default the distribution is the campaign's id, so one customer gets one code per campaign even if
         # this journal is lost; the journal pins whatever name its first run used.
-        self._distribution = config.distribution or journal.meta("distribution") or known_id or config.campaign
+        self._distribution = distribution_name(
+            config.distribution, journal.meta("distribution"), known_id, config.campaign
+        )
         # New keys bind the campaign: its camp_… id when known, else the configured campaign (pre-flight
         # forbidden).  The journal's first run pins the choice, so that a later run that can resolve the id does
         # not give a new key to members not yet called; members already called keep their own key anyway.
@@ -443,11 +448,12 @@ class Distribution:
         self._campaign_name = name or (None if looks_like_id else configured)
 
     def _warn_about(self, campaign: Campaign) -> None:
-        if campaign.active is False:
+        if is_switched_off(campaign):
             log.warning("campaign %s is not active: customers may not be able to redeem the codes", campaign.name)
-        if campaign.expiration_date and campaign.expiration_date < datetime.now(UTC).isoformat():
+        if has_expired(campaign, time.time()):
             log.warning("campaign %s expired on %s", campaign.name, campaign.expiration_date)
-        if campaign.type == "STATIC" and campaign.vouchers_count is not None and campaign.vouchers_count < self.stats.to_publish:
+        pool = unpublished_at_most(campaign)
+        if pool is not None and pool < self.stats.to_publish:
             log.warning(
                 "campaign %s holds %d codes in all but %d members still need one: it will run out",
                 campaign.name, campaign.vouchers_count, self.stats.to_publish,

@@ -30,10 +30,19 @@ import httpx
 
 from . import identities
 from .config import Credentials, JobConfig, refuse_stand_in_codes_for_real_profiles
-from .errors import EXIT_OK, EXIT_STOPPED, JournalError
+from .errors import EXIT_OK, EXIT_STOPPED
 from .journal import DONE, FAILED, PENDING, SENDING, Journal
 from .paths import check_destinations
 from .retry import Action, decide
+from .run.campaign import (
+    check_same_campaign,
+    describe,
+    distribution_name,
+    expires_at,
+    is_switched_off,
+    starts_at,
+    unpublished_at_most,
+)
 from .segment import Segment, open_segment, refuse_unusable
 from .status import run_in_progress
 from .target import voucherify_target
@@ -281,10 +290,8 @@ def _plan(
             "every valid member already holds a code: a run would make no API call (the campaign was not checked)",
         ))
     known_id = journal.meta("campaign_id") if journal is not None else None
-    if campaign is not None and known_id and known_id != campaign.id:
-        raise JournalError(
-            f"journal {config.layout.journal} belongs to campaign {known_id}, but {config.campaign!r} is {campaign.id}"
-        )
+    if campaign is not None:
+        check_same_campaign(config.layout.journal, known_id, config.campaign, campaign)
     if campaign is not None:
         findings += _campaign_findings(campaign, to_serve, held_in_journal, now, now + seconds)
 
@@ -316,11 +323,11 @@ def _plan(
             f"touched, and are listed in {config.layout.left}",
         ))
 
-    distribution = (
-        config.distribution
-        or (journal.meta("distribution") if journal is not None else None)
-        or (campaign.id if campaign is not None else None)
-        or config.campaign
+    distribution = distribution_name(
+        config.distribution,
+        journal.meta("distribution") if journal is not None else None,
+        campaign.id if campaign is not None else None,
+        config.campaign,
     )
     return Plan(
         distribution=distribution,
@@ -449,13 +456,13 @@ def _campaign_findings(
     campaign: Campaign, to_serve: int, held_in_journal: int, now: float, finish: float
 ) -> list[Finding]:
     findings: list[Finding] = []
-    name = f"campaign {campaign.name!r} ({campaign.id})"
-    if campaign.active is False:
+    name = describe(campaign)
+    if is_switched_off(campaign):
         findings.append(Finding(
             PROBLEM, "campaign_inactive",
             f"{name} is switched off in Voucherify: it publishes no code while inactive; activate it first",
         ))
-    expires = _timestamp(campaign.expiration_date)
+    expires = expires_at(campaign)
     if expires is not None and expires <= now:
         findings.append(Finding(
             PROBLEM, "campaign_expired",
@@ -468,16 +475,15 @@ def _campaign_findings(
             f"{name} expires on {_day(expires)}, before the run would end (about {_day(finish)}): the last "
             "members would get codes they cannot redeem",
         ))
-    starts = _timestamp(campaign.start_date)
+    starts = starts_at(campaign)
     if starts is not None and starts > now:
         findings.append(Finding(
             WARNING, "campaign_not_started",
             f"{name} starts on {_day(starts)}: the codes can be redeemed only from then",
         ))
-    if campaign.type == "STATIC" and campaign.vouchers_count is not None:
-        # vouchers_count is the campaign's size: every code it has, published or not (the campaigns schema)
-        unpublished_at_most = max(0, campaign.vouchers_count - held_in_journal)
-        if to_serve > unpublished_at_most:
+    unpublished = unpublished_at_most(campaign, held_in_journal)
+    if unpublished is not None:
+        if to_serve > unpublished:
             detail = (
                 f"{name} holds {campaign.vouchers_count:,} codes in all"
                 + (f", {held_in_journal:,} of them held by this distribution's members" if held_in_journal else "")
@@ -493,12 +499,12 @@ def _campaign_findings(
                 findings.append(Finding(
                     PROBLEM, "pool_too_small",
                     f"{detail}: the run would stop when the pool runs out (exit 3) after at most "
-                    f"{unpublished_at_most:,} codes; add codes to the campaign (or serve a smaller segment)",
+                    f"{unpublished:,} codes; add codes to the campaign (or serve a smaller segment)",
                 ))
         else:
             findings.append(Finding(
                 NOTE, "static_pool",
-                f"{name} is a STATIC pool of {campaign.vouchers_count:,} codes: at most {unpublished_at_most:,} are "
+                f"{name} is a STATIC pool of {campaign.vouchers_count:,} codes: at most {unpublished:,} are "
                 "unpublished (codes published by others are not visible to this check)",
             ))
     if campaign.join_once:
@@ -507,18 +513,6 @@ def _campaign_findings(
             f"{name} is join-once: a member who already holds a code of it gets that same code",
         ))
     return findings
-
-
-def _timestamp(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def _day(unix: float) -> str:
