@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from distributor.config import JobConfig
-from distributor.engine import run_distribution
+from distributor.run import run_distribution
 from distributor.sandbox import (
     DEMO_APP_ID,
     DEMO_APP_TOKEN,

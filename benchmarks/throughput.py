@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 
 from distributor.config import JobConfig
-from distributor.engine import run_distribution
+from distributor.run import run_distribution
 from distributor.sandbox import DEMO_APP_ID, DEMO_APP_TOKEN
 from distributor.sandbox.process import SandboxProcess
 

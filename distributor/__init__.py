@@ -8,7 +8,6 @@ The library core; ``distributor.cli`` is a thin command-line skin over it::
 
 from ._version import __version__
 from .config import Credentials, JobConfig
-from .engine import Distribution, RunResult, RunStats, run_distribution
 from .errors import (
     ConfigError,
     DistributorError,
@@ -17,6 +16,7 @@ from .errors import (
     JournalLocked,
     StopRun,
 )
+from .run import Distribution, RunResult, RunStats, run_distribution
 from .units import Rate
 
 __all__ = [

@@ -174,7 +174,7 @@ def run(job_file: Path | None, **options: Any) -> None:
         distributor run --segment lapsed.csv --campaign reactivation-20 --rate-limit 80/min \\
             --output out/reactivation.csv --property reactivation_code
     """
-    from .engine import run_distribution
+    from .run import run_distribution
     from .progress import LogProgress, TerminalProgress
 
     config = _load_config(job_file, options)

@@ -6,7 +6,7 @@ import logging
 import sys
 from typing import TextIO
 
-from .engine import RunStats
+from .run import RunStats
 from .units import format_duration
 
 log = logging.getLogger("distributor")

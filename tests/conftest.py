@@ -15,9 +15,9 @@ import anyio
 import pytest
 
 from distributor.config import JobConfig
-from distributor.engine import Distribution, RunResult
 from distributor.errors import JournalError
 from distributor.journal import Journal
+from distributor.run import Distribution, RunResult
 from distributor.sandbox import DEMO_APP_ID, DEMO_APP_TOKEN, SandboxConfig, SandboxServer
 
 PROJECT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ import httpx
 import looptime
 
 from distributor.config import JobConfig
-from distributor.engine import Distribution, RunResult
+from distributor.run import Distribution, RunResult
 from distributor.sandbox.app import AnswerDropped, create_app
 from distributor.sandbox.world import Sandbox, SandboxConfig
 
