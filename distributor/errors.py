@@ -1,6 +1,6 @@
 """Typed errors of the distributor core.
 
-The core raises these; only the edge (``cli.py``) turns them into a message and an exit code, so a user never
+The core raises these; only the edge (``cli/edge.py``) turns them into a message and an exit code, so a user never
 sees a traceback for a problem we can foresee.  Every error carries the exit code documented in the README:
 
 ==== ===================================================================================================

@@ -51,7 +51,7 @@ from .pace import MAX_IN_FLIGHT, Pace
 from .publishing import Publisher
 from .stats import Reporter, RunStats
 from .stopping import Stopping, alongside
-from .summary import iso
+from .summary import Summary, iso
 
 if TYPE_CHECKING:
     from ..sandbox import Sandbox
@@ -70,6 +70,8 @@ class RunResult:
     #: the summary as written to ``<name>.summary.json`` (:class:`~distributor.run.summary.Summary` rendered)
     summary: dict[str, Any]
     files: dict[str, Path]
+    #: the same summary, typed
+    report: Summary | None = None
 
 
 class Distribution:
@@ -303,12 +305,13 @@ class Distribution:
                 throttle=self._pace.throttle.stats if self._pace is not None else None,
                 push=self._push_outcome,
             )
-            summary = build_summary(ending, journal, counts, result, files, exported).to_dict()
+            report = build_summary(ending, journal, counts, result, files, exported)
+            summary = report.to_dict()
             outputs.write_summary(config.layout.summary, summary)
         journal.finish_run(
             run_id, exit_code=result.exit_code, reason=result.reason, summary=json.dumps(summary, default=str)
         )
-        return RunResult(result.exit_code, result.reason, result.message, stats, summary, files)
+        return RunResult(result.exit_code, result.reason, result.message, stats, summary, files, report)
 
     def _leavers_message(self, result: Verdict) -> str:
         if not self._watch_baseline:
