@@ -8,6 +8,7 @@
   its documented exit code (anything else is a bug and keeps its traceback).
 """
 
+from . import reading  # noqa: F401  (registers status, export and verify on main)
 from .commands import main
 from .render import render_audit_cost, render_plan, render_status, render_summary
 
