@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 
 import uvicorn
+from starlette.requests import ClientDisconnect
 
 from .app import AnswerDropped, create_app
 from .world import Sandbox, SandboxConfig
@@ -22,11 +23,14 @@ _STOP_TIMEOUT = 5.0
 
 
 class _QuietDrops(logging.Filter):
-    """Keeps the deliberate connection drops (``AnswerDropped``), and the requests cut short when the sandbox is
-    stopped while answers are still pending (``CancelledError``), out of uvicorn's error log; real errors pass."""
+    """Keeps the deliberate connection drops (``AnswerDropped``), the requests cut short when the sandbox is
+    stopped while answers are still pending (``CancelledError``), and the requests whose client went away before
+    sending their whole body (``ClientDisconnect``: a client killed mid-request) out of uvicorn's error log; real
+    errors pass."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], (AnswerDropped, asyncio.CancelledError)))
+        expected = (AnswerDropped, asyncio.CancelledError, ClientDisconnect)
+        return not (record.exc_info and isinstance(record.exc_info[1], expected))
 
 
 _uvicorn_errors = logging.getLogger("uvicorn.error")
@@ -81,6 +85,9 @@ class SandboxServer:
         # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets that say they are TCP,
         # and without it every keep-alive answer waits ~40 ms (Nagle vs delayed ACK).
         sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        # SO_REUSEADDR: a sandbox stopped and started again on the same port (an outage in a fault campaign)
+        # can bind while the connections of its previous life linger in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.host, self.port))
         except OSError:
