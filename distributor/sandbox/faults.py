@@ -263,7 +263,7 @@ class FaultCampaign:
         """A random point of the run's life, told by what it does: requests the server got, codes it saved."""
         left = max(1, self.config.kills + 1 - number)
         remaining = max(1, self.config.members - self._saved())
-        step = max(2, remaining // left)
+        step = max(2, remaining // (2 * left))  # two moments a round: about half the remaining share each
         kind = self._rng.choice(("requests", "requests", "saved", "start"))
         if kind == "start":  # as soon as the run reaches the server: loading, the campaign check, first calls
             base = self._requests()
