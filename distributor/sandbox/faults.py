@@ -6,6 +6,10 @@ nothing more**.
     report = FaultCampaign(CampaignConfig(seed=7, kills=10, members=300, workdir=Path("/tmp/campaign"))).run()
     assert not report.violations, report.describe()
 
+With several ``campaigns`` the same segment is distributed once per Voucherify campaign under one shared
+``--distribution`` name (each with its own CSV and journal), the rounds picking one at random: a code of one
+campaign must never be saved as a member's code of another (issue 9, *identity of a code*).
+
 Used by ``tests/test_fault_campaign.py`` (a short campaign in CI) and ``benchmarks/fault_campaign.py`` (hundreds of
 kill points). Everything random comes from one ``random.Random(seed)``; the timing of real processes is not
 deterministic, so a seed replays the same plan of faults, not the same interleaving.
@@ -53,6 +57,9 @@ from .server import SandboxServer
 from .world import DEMO_APP_ID, DEMO_APP_TOKEN, Sandbox, SandboxConfig
 
 CAMPAIGN = "reactivation-20"
+#: The second campaign of a two-campaign run: AUTO_UPDATE, not join-once, like the first.
+OTHER_CAMPAIGN = "gift-card-50"
+DISTRIBUTION = "fault-campaign"
 FAULTS = ("kill", "stall_run", "stall_server", "outage", "drops", "errors", "sigterm")
 _TIMED_FAULTS = ("stall_run", "stall_server", "outage")
 #: The longest a run may make no observable progress before the campaign calls it hung.
@@ -63,6 +70,7 @@ FINAL_RESUMES = 3
 FINAL_TIMEOUT = 120.0
 _POLL = 0.02
 _SHOWN_VIOLATIONS = 30
+_EXAMPLES = 3
 _BASE_ERROR_RATE = 0.03
 _BASE_LOST_RATE = 0.03
 
@@ -82,12 +90,27 @@ class CampaignConfig:
     max_attempts: int | None = None
     #: every reused ``source_id`` answers ``400 duplicate_source_id`` (the look-up path); ``None``: the seed picks
     strict_source_id: bool | None = None
+    #: the sandbox campaigns the segment is distributed to, all under the one ``--distribution`` name
+    campaigns: tuple[str, ...] = (CAMPAIGN,)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One distribution of the campaign: the segment to one Voucherify campaign, with its own CSV and journal."""
+
+    campaign: str
+    output: Path
+
+    @property
+    def journal(self) -> Path:
+        return self.output.with_name(f"{self.output.stem}.journal.sqlite")
 
 
 @dataclass
 class CampaignReport:
     seed: int
     members: int
+    campaigns: tuple[str, ...]
     strict_source_id: bool
     kill_points: int = 0
     sigterms: int = 0
@@ -112,8 +135,8 @@ class CampaignReport:
         """Every figure, then the plan that was played and each violation: enough to replay and investigate."""
         lines = [
             (f"fault campaign seed {self.seed}: {self.kill_points} kill points (SIGKILL), {self.sigterms} SIGTERMs, "
-             f"{self.resumes} resumes, {self.members} members, "
-             f"{'strict' if self.strict_source_id else 'idempotent'} source_id"),
+             f"{self.resumes} resumes, {self.members} members × {len(self.campaigns)} campaigns "
+             f"({', '.join(self.campaigns)}), {'strict' if self.strict_source_id else 'idempotent'} source_id"),
             f"  faults        {dict(sorted(self.faults.items()))}",
             f"  exit codes    {dict(sorted(self.exit_codes.items()))}; final run exit {self.final_exit}",
             (f"  server        {self.publications} publications, {self.requests} requests "
@@ -137,7 +160,7 @@ class FaultCampaign:
         self._rng = random.Random(config.seed)
         strict = self._rng.random() < 0.5 if config.strict_source_id is None else config.strict_source_id
         self.members = [f"m-{config.seed}-{index:06d}" for index in range(config.members)]
-        self.report = CampaignReport(config.seed, config.members, strict)
+        self.report = CampaignReport(config.seed, config.members, config.campaigns, strict)
         self.sandbox = Sandbox(SandboxConfig(
             rate_limit=Rate.parse(config.rate), latency_median=0.01, latency_p99=0.25,
             error_rate=_BASE_ERROR_RATE, lost_answer_rate=_BASE_LOST_RATE,
@@ -149,8 +172,7 @@ class FaultCampaign:
         folder = config.workdir
         folder.mkdir(parents=True, exist_ok=True)
         self.segment = folder / "segment.csv"
-        self.output = folder / "out" / "codes.csv"
-        self.journal = folder / "out" / "codes.journal.sqlite"
+        self.targets = [Target(name, folder / "out" / f"{name}.csv") for name in config.campaigns]
         self.logs = folder / "logs"
         self.logs.mkdir(exist_ok=True)
 
@@ -163,7 +185,8 @@ class FaultCampaign:
         try:
             for number, fault in enumerate(self._plan_faults(), start=1):
                 self._round(number, fault)
-            self._final_resume()
+            for target in self.targets:
+                self._final_resume(target)
         finally:
             self._stop_server()
         self._count_requests()
@@ -180,18 +203,19 @@ class FaultCampaign:
 
     def _round(self, number: int, fault: str) -> None:
         self.report.faults[fault] += 1
-        process = self._start_run()
-        first = self._moment(number)
+        target = self._rng.choice(self.targets)
+        process = self._start_run(target)
+        first = self._moment(number, target)
         if not self._wait(first, process):
-            self._record_exit(process, f"{number}: {fault}: the run ended before {first.label}")
+            self._record_exit(process, f"{number}: {target.campaign}: {fault}: the run ended before {first.label}")
             return
         duration = round(self._rng.uniform(0.2, self.config.max_fault), 2)
         self._apply(fault, process, duration)
-        second = self._moment(number)
+        second = self._moment(number, target)
         finished = not self._wait(second, process)
         self._restore_base_faults()
         timed = f" for {duration} s" if fault in _TIMED_FAULTS else ""
-        plan = f"{number}: {fault} at {first.label}{timed}, then stop at {second.label}"
+        plan = f"{number}: {target.campaign}: {fault} at {first.label}{timed}, then stop at {second.label}"
         if finished:
             self._record_exit(process, f"{plan}: the run ended first")
         elif fault == "sigterm":
@@ -235,14 +259,12 @@ class FaultCampaign:
             self.report.violations.append(f"round {plan}: the run did not stop within 30 s of SIGTERM")
         self.report.sigterms += 1
         self._record_exit(process, plan)
-        if process.returncode not in (EXIT_OK, EXIT_STOPPED):
-            self.report.violations.append(f"round {plan}: SIGTERM ended the run with exit {process.returncode}")
 
-    def _final_resume(self) -> None:
+    def _final_resume(self, target: Target) -> None:
         """Run the same command again, as the operator is told to, until a run finishes (exit 0 or 1)."""
         self._restore_base_faults()
         for attempt in range(1, FINAL_RESUMES + 1):
-            process = self._start_run()
+            process = self._start_run(target)
             limit = max(FINAL_TIMEOUT, self.config.members / Rate.parse(self.config.rate).per_second * 4)
             try:
                 process.wait(timeout=limit)
@@ -251,18 +273,18 @@ class FaultCampaign:
                 process.wait()
                 self.report.violations.append(f"the final resume did not finish within {limit:.0f} s")
             self.report.final_exit = process.returncode
-            self._record_exit(process, f"final resume {attempt}")
+            self._record_exit(process, f"final resume {attempt} of {target.campaign}")
             if process.returncode != EXIT_STOPPED:
                 return
         self.report.violations.append(
-            f"{FINAL_RESUMES} final resumes in a row exited 3: {self._last_line(self._runs)}"
+            f"{target.campaign}: {FINAL_RESUMES} final resumes in a row exited 3: {self._last_line(self._runs)}"
         )
 
     # ------------------------------------------------------------------ moments: observable events
-    def _moment(self, number: int) -> _Moment:
+    def _moment(self, number: int, target: Target) -> _Moment:
         """A random point of the run's life, told by what it does: requests the server got, codes it saved."""
-        left = max(1, self.config.kills + 1 - number)
-        remaining = max(1, self.config.members - self._saved())
+        left = max(1, (self.config.kills + 1 - number) // len(self.targets))
+        remaining = max(1, self.config.members - self._saved(target))
         step = max(2, remaining // (2 * left))  # two moments a round: about half the remaining share each
         kind = self._rng.choice(("requests", "requests", "saved", "start"))
         if kind == "start":  # as soon as the run reaches the server: loading, the campaign check, first calls
@@ -272,8 +294,8 @@ class FaultCampaign:
         if kind == "requests":
             base = self._requests()
             return _Moment(f"{count} more requests", lambda: self._requests() >= base + count)
-        base = self._saved()
-        return _Moment(f"{count} more codes saved", lambda: self._saved() >= base + count)
+        base = self._saved(target)
+        return _Moment(f"{count} more codes saved", lambda: self._saved(target) >= base + count)
 
     def _wait(self, moment: _Moment, process: subprocess.Popen[bytes]) -> bool:
         """Poll until ``moment`` happens (``True``) or the run exits (``False``); a run that makes no progress for
@@ -294,22 +316,23 @@ class FaultCampaign:
     def _requests(self) -> int:
         return sum(1 for arrival in self.sandbox.arrivals if arrival.kind != "background")
 
-    def _saved(self) -> int:
+    def _saved(self, target: Target) -> int:
         try:
-            with Journal.open(self.journal, readonly=True) as journal:
+            with Journal.open(target.journal, readonly=True) as journal:
                 return journal.state_counts()["done"]
         except (JournalError, OSError, sqlite3.Error):
             return 0  # not created yet, caught between its creation and its schema, or busy recovering
 
     # ------------------------------------------------------------------ processes
-    def _start_run(self) -> subprocess.Popen[bytes]:
+    def _start_run(self, target: Target) -> subprocess.Popen[bytes]:
         self._runs += 1
         if self._runs > 1:
             self.report.resumes += 1
         command = [
             sys.executable, "-m", "distributor", "run",
-            "--segment", str(self.segment), "--campaign", CAMPAIGN, "--api-url", self._url,
-            "--rate-limit", self.config.rate, "--output", str(self.output), "--timeout", f"{self.config.timeout}s",
+            "--segment", str(self.segment), "--campaign", target.campaign, "--distribution", DISTRIBUTION,
+            "--api-url", self._url, "--rate-limit", self.config.rate, "--output", str(target.output),
+            "--timeout", f"{self.config.timeout}s",
         ]
         if self.config.max_attempts is not None:
             command += ["--max-attempts", str(self.config.max_attempts)]
@@ -369,58 +392,34 @@ class FaultCampaign:
 
     def check(self) -> list[str]:
         """Every member holds exactly the code the server committed for them, nothing more: one publication per
-        member on the server, the CSV and the journal equal to the server's publications. Returns what is not so."""
-        held = self.sandbox.codes_held(CAMPAIGN)
-        publications = len(self.sandbox.publications)
+        member and campaign on the server, each CSV and journal equal to the server's publications of its
+        campaign. Returns what is not so."""
         violations: list[str] = []
-        members = set(self.members)
-        if publications != len(members):
-            violations.append(f"the server holds {publications} publications for {len(members)} members")
-        for identity in sorted(set(held) - members):
-            violations.append(f"the server published to {identity!r}, who is not a member")
-        server_codes: dict[str, str] = {}
-        for identity in self.members:
-            codes = held.get(identity, set())
-            if len(codes) != 1:
-                violations.append(f"member {identity} holds {len(codes)} codes on the server: {sorted(codes)}")
-            else:
-                server_codes[identity] = next(iter(codes))
-        violations += self._csv_problems()
-        violations += _compare(f"the CSV {self.output.name}", self._csv_codes(), server_codes)
-        violations += _compare("the journal", self._journal_codes(), server_codes)
-        violations += self._journal_states()
+        expected = len(self.members) * len(self.targets)
+        if len(self.sandbox.publications) != expected:
+            violations.append(f"the server holds {len(self.sandbox.publications)} publications, not {expected} "
+                              f"({len(self.members)} members × {len(self.targets)} campaigns)")
+        for target in self.targets:
+            violations += self._check_target(target)
         return violations
 
-    def _csv_rows(self) -> list[list[str]]:
-        if not self.output.exists():
-            return []
-        with self.output.open(newline="", encoding="utf-8") as handle:
-            return list(csv.reader(handle))[1:]
-
-    def _csv_problems(self) -> list[str]:
-        if not self.output.exists():
-            return [f"no {self.output.name} after the final resume"]
-        rows = self._csv_rows()
-        if len({row[0] for row in rows}) != len(rows):
-            return [f"{self.output.name} lists a member twice ({len(rows)} rows)"]
-        return []
-
-    def _csv_codes(self) -> dict[str, str]:
-        return {row[0]: row[1] for row in self._csv_rows()}
-
-    def _journal_codes(self) -> dict[str, str]:
-        with Journal.open(self.journal, readonly=True) as journal:
-            return dict(journal.codes())
-
-    def _journal_states(self) -> list[str]:
-        with Journal.open(self.journal, readonly=True) as journal:
-            counts = journal.state_counts()
-            failures = list(journal.failures())
-        problems = [f"the journal holds {count} {state} members"
-                    for state, count in counts.items() if state != "done" and count]
-        problems += [f"member {failure.identity} failed: {failure.key} {failure.message}"
-                     for failure in failures[:10]]
-        return problems
+    def _check_target(self, target: Target) -> list[str]:
+        held = self.sandbox.codes_held(target.campaign)
+        members = set(self.members)
+        where = f"{target.campaign}: the server"
+        violations = _listed(f"{where} published to {{n}} customers who are not members", sorted(set(held) - members))
+        committed = {identity: next(iter(codes)) for identity, codes in held.items()
+                     if identity in members and len(codes) == 1}
+        violations += _listed(f"{where} holds no code for {{n}} members",
+                              [identity for identity in self.members if identity not in held])
+        violations += _listed(f"{where} holds several codes for {{n}} members",
+                              [f"{identity}: {sorted(codes)}" for identity, codes in held.items() if len(codes) > 1])
+        violations += _csv_problems(target.output)
+        violations += _compare(f"{target.campaign}: the CSV {target.output.name}", _csv_codes(target.output), committed)
+        with Journal.open(target.journal, readonly=True) as journal:
+            violations += _compare(f"{target.campaign}: the journal", dict(journal.codes()), committed)
+            violations += _journal_states(target.campaign, journal)
+        return violations
 
 
 @dataclass(frozen=True)
@@ -431,10 +430,48 @@ class _Moment:
 
 def _compare(where: str, saved: dict[str, str], committed: dict[str, str]) -> list[str]:
     """Differences between the codes ``where`` holds and the ones the server committed (member → code)."""
-    problems = [f"{where} has no code for {identity} (the server committed {code})"
-                for identity, code in committed.items() if identity not in saved]
-    problems += [f"{where} gives {identity} {code}, the server committed {committed[identity]}"
-                 for identity, code in saved.items() if identity in committed and committed[identity] != code]
-    problems += [f"{where} gives {identity} {code}, which the server never committed to them"
-                 for identity, code in saved.items() if identity not in committed]
-    return problems
+    return (
+        _listed(f"{where} has no code for {{n}} members the server committed a code to",
+                [f"{identity} (server: {code})" for identity, code in committed.items() if identity not in saved])
+        + _listed(f"{where} gives {{n}} members another code than the server committed",
+                  [f"{identity}: {code} (server: {committed[identity]})" for identity, code in saved.items()
+                   if identity in committed and committed[identity] != code])
+        + _listed(f"{where} gives {{n}} members a code the server never committed to them",
+                  [f"{identity}: {code}" for identity, code in saved.items() if identity not in committed])
+    )
+
+
+def _listed(what: str, examples: list[str]) -> list[str]:
+    """One violation naming how many (``{n}`` in ``what``) and the first few, or none when ``examples`` is empty."""
+    if not examples:
+        return []
+    more = f", … {len(examples) - _EXAMPLES} more" if len(examples) > _EXAMPLES else ""
+    return [f"{what.format(n=len(examples))}: {', '.join(examples[:_EXAMPLES])}{more}"]
+
+
+def _csv_rows(path: Path) -> list[list[str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))[1:]
+
+
+def _csv_problems(path: Path) -> list[str]:
+    if not path.exists():
+        return [f"no {path.name} after the final resume"]
+    rows = _csv_rows(path)
+    if len({row[0] for row in rows}) != len(rows):
+        return [f"{path.name} lists a member twice ({len(rows)} rows)"]
+    return []
+
+
+def _csv_codes(path: Path) -> dict[str, str]:
+    return {row[0]: row[1] for row in _csv_rows(path)}
+
+
+def _journal_states(campaign: str, journal: Journal) -> list[str]:
+    """Members the journal does not hold as ``done`` — this campaign has only transient faults: all are errors."""
+    problems = [f"{campaign}: the journal holds {count} {state} members"
+                for state, count in journal.state_counts().items() if state != "done" and count]
+    failures = [f"{failure.identity} ({failure.key}: {failure.message})" for failure in journal.failures()]
+    return problems + _listed(f"{campaign}: {{n}} members failed", failures)
