@@ -20,7 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from distributor.sandbox import DEMO_APP_ID, DEMO_APP_TOKEN, SandboxServer
+from distributor.sandbox import (
+    DEMO_APP_ID,
+    DEMO_APP_TOKEN,
+    SandboxConfig,
+    SandboxServer,
+)
 from distributor.sandbox.faults import (
     CAMPAIGN,
     OTHER_CAMPAIGN,
@@ -73,6 +78,25 @@ def test_the_campaigns_check_catches_a_wrong_a_missing_an_unknown_and_a_second_c
     assert_reported(violations, csv_file, "a code the server never committed to them", "stranger: REACT-STRANGER")
     assert_reported(violations, f"{CAMPAIGN}: the server holds several codes for 1 members: {third}")
     assert_reported(violations, "the server holds 13 publications, not 12")
+
+
+def test_the_sandbox_comes_back_on_the_same_port_with_its_publications_after_an_outage() -> None:
+    """The campaign's outage: connections refused, then the same Voucherify again (the port in TIME_WAIT)."""
+    headers = {"X-App-Id": DEMO_APP_ID, "X-App-Token": DEMO_APP_TOKEN}
+    request = {"campaign": {"name": CAMPAIGN}, "customer": {"source_id": "c-1"}, "source_id": "pub-c-1"}
+    first = SandboxServer(SandboxConfig(seed=1)).start()
+    with httpx.Client(headers=headers) as client:
+        code = client.post(f"{first.url}/v1/publications", json=request).json()["voucher"]["code"]
+        first.stop()  # the server closes the kept-alive connection first: its side waits in TIME_WAIT
+        with pytest.raises(httpx.ConnectError):
+            client.post(f"{first.url}/v1/publications", json=request)
+
+        with SandboxServer(first.sandbox, port=first.port) as again:
+            replayed = client.post(f"{again.url}/v1/publications", json=request)
+
+    assert again.port == first.port
+    assert replayed.status_code == 200 and replayed.json()["voucher"]["code"] == code
+    assert len(again.sandbox.publications) == 1
 
 
 def assert_reported(violations: list[str], *parts: str) -> None:
