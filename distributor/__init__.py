@@ -6,11 +6,10 @@ The library core; ``distributor.cli`` is a thin command-line skin over it::
     result = run_distribution(JobConfig.load(Path("jobs/demo.toml")))
 """
 
-__version__ = "0.1.0"
-
-from .config import Credentials, JobConfig  # noqa: E402
-from .engine import Distribution, RunResult, RunStats, run_distribution  # noqa: E402
-from .errors import (  # noqa: E402
+from ._version import __version__
+from .config import Credentials, JobConfig
+from .engine import Distribution, RunResult, RunStats, run_distribution
+from .errors import (
     ConfigError,
     DistributorError,
     InputError,
@@ -18,7 +17,7 @@ from .errors import (  # noqa: E402
     JournalLocked,
     StopRun,
 )
-from .units import Rate  # noqa: E402
+from .units import Rate
 
 __all__ = [
     "ConfigError",

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .config import DEFAULT_API_URL, DEFAULT_PROPERTY, JobConfig
 from .errors import EXIT_STOPPED, EXIT_UNUSABLE_INPUT, DistributorError
 from .status import DEFAULT_ERRORS
 from .units import format_duration
 
 if TYPE_CHECKING:
+    from .export import Exported
     from .planning import Plan
     from .status import Status
 
@@ -35,7 +36,7 @@ class Failure(click.ClickException):
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares it per class; ours is per failure
 
     def show(self, file: Any = None) -> None:
         click.echo(f"distributor: {self.format_message()}", err=True)
@@ -44,8 +45,15 @@ class Failure(click.ClickException):
 def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options shared by every command that works on a distribution (run, plan, status, export)."""
     options = [
-        click.argument("job_file", required=False, type=click.Path(path_type=Path, dir_okay=False)),
-        click.option("--segment", type=click.Path(path_type=Path), help="Segment export: CSV, CSV.gz, JSON lines or Parquet."),
+        click.argument("job_file", nargs=-1, type=click.Path(path_type=Path, dir_okay=False), callback=_one_job_file),
+        click.option(
+            "--segment",
+            multiple=True,
+            type=click.Path(path_type=Path),
+            callback=lambda _ctx, _param, value: value or None,
+            help="Segment export: CSV, CSV.gz, JSON lines or Parquet. Repeat it, or give a folder or a quoted glob "
+            "('exports/part-*.csv.gz'), to read several parts as one segment.",
+        ),
         click.option("--id-column", help="Column holding the identity (default: recognise identity, Identity, objectId…)."),
         click.option("--campaign", help="Voucherify campaign: its name or camp_… id."),
         click.option("--distribution", help="Name of this distribution (default: the campaign's id). A new name may give customers new codes."),
@@ -56,13 +64,54 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--property", "property_name", help=f"Profile property that receives the code (default {DEFAULT_PROPERTY})."),
         click.option("--state", type=click.Path(path_type=Path, dir_okay=False), help="Journal file (default: <output>.journal.sqlite beside the output)."),
         click.option("--concurrency", type=int, help="Calls in flight at once (default: adapted to the measured latency)."),
-        click.option("--timeout", help="Seconds to wait for one answer (default 30s)."),
-        click.option("--max-attempts", type=int, help="Attempts per member before it is recorded as failed (default 8)."),
-        click.option("-v", "--verbose", is_flag=True, default=None, help="Log every decision, not just progress."),
+        click.option("--timeout", help="Deadline of one whole call, answer included (default 30s)."),
+        click.option("--max-pause", help="Longest pause a 429 may ask for; longer stops the run, exit 3 (default 15min)."),
+        click.option("--max-attempts", type=int, help="Attempts per member in one run on transient failures (default 8); a member is failed only by a refusal."),
+        click.option("--limit", type=click.IntRange(min=1), help="Publish to at most N members (in segment order), then stop: a first test batch."),
+        click.option("-v", "--verbose", is_flag=True, default=None, help="Log every retry, look-up, pause and throttle change, with its reason."),
+        click.option("--log-format", type=click.Choice(["text", "json"]), help="text (default), or json: one JSON object per line for log shippers."),
+        click.option("--progress-interval", help="Time between progress lines when stderr is not a terminal (default 30s)."),
+        click.option("--deliver-to", type=click.Choice(["members", "leavers"]), help="Who gets a code: every member of the segment (default), or each member who left it since the previous complete run."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+#: Names and first bytes of segment exports: given where a job file is expected, they get a hint, not a TOML error.
+_DATA_SUFFIXES = {".csv", ".tsv", ".tab", ".gz", ".jsonl", ".ndjson", ".json", ".parquet"}
+_DATA_MAGIC = (b"\x1f\x8b", b"PAR1", b"{")
+
+
+def _one_job_file(_ctx: click.Context, _param: click.Parameter, given: tuple[Path, ...]) -> Path | None:
+    """JOB_FILE: at most one, and a TOML file.  A segment export given in its place (``run segment.csv``, or a
+    shell glob expanded into several arguments) is refused with a hint to use --segment."""
+    exports = [path for path in given if _looks_like_export(path)]
+    if exports:
+        parts = " ".join(f"--segment {path}" for path in exports[:3]) + (" …" if len(exports) > 3 else "")
+        several = " (quote a glob, 'part-*.csv.gz', so that distributor expands it)" if len(exports) > 1 else ""
+        what = "looks like a segment export" if len(exports) == 1 else "look like segment exports"
+        shown = ", ".join(str(path) for path in exports[:3]) + (f" and {len(exports) - 3} more" if len(exports) > 3 else "")
+        raise Failure(f"{shown} {what}, not a job file: use {parts}{several}", EXIT_UNUSABLE_INPUT)
+    if len(given) > 1:
+        raise Failure(
+            f"one job file at most, but {len(given)} were given: {', '.join(str(p) for p in given)}", EXIT_UNUSABLE_INPUT
+        )
+    return given[0] if given else None
+
+
+def _looks_like_export(path: Path) -> bool:
+    """A data file by its name (``.csv``, ``.gz``, ``.parquet``, …) or by its first bytes (gzip, Parquet, JSON)."""
+    if path.suffix.lower() == ".toml":
+        return False
+    if path.suffix.lower() in _DATA_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4).lstrip()
+    except OSError:
+        return False
+    return head.startswith(_DATA_MAGIC)
 
 
 def _load_config(job_file: Path | None, options: dict[str, Any]) -> JobConfig:
@@ -72,23 +121,10 @@ def _load_config(job_file: Path | None, options: dict[str, Any]) -> JobConfig:
         raise Failure(str(error), error.exit_code) from None
 
 
-def _setup_logging(verbose: bool, console: Any = None) -> None:
-    level = logging.DEBUG if verbose else logging.INFO
-    root = logging.getLogger("distributor")
-    root.handlers.clear()
-    if console is not None:
-        from rich.logging import RichHandler
+def _setup_logging(config: JobConfig, console: Any = None) -> None:
+    from .logs import setup_logging
 
-        handler: logging.Handler = RichHandler(console=console, show_path=False, markup=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    root.addHandler(handler)
-    root.setLevel(level)
-    root.propagate = False
-    # httpx logs one INFO line per request: far too much at thousands of calls
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    setup_logging(config.verbose, config.log_format, console)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -113,7 +149,8 @@ def run(job_file: Path | None, **options: Any) -> None:
 
     \b
     Exit codes: 0 every valid member holds a code; 1 some members failed (see the errors CSV);
-    2 unusable input or configuration (nothing was called); 3 stopped early (run again to resume).
+    2 unusable input, configuration or paths (nothing was called); 3 stopped early: interrupted, --limit
+    reached, storage failure, doomed call (the summary's next_step says what to do).
 
     \b
     Examples:
@@ -126,12 +163,12 @@ def run(job_file: Path | None, **options: Any) -> None:
     from .progress import LogProgress, TerminalProgress
 
     config = _load_config(job_file, options)
-    if sys.stderr.isatty():
+    if sys.stderr.isatty() and config.log_format == "text":
         reporter: Any = TerminalProgress(sys.stderr)
-        _setup_logging(config.verbose, reporter.console)
+        _setup_logging(config, reporter.console)
     else:
-        reporter = LogProgress()
-        _setup_logging(config.verbose)
+        reporter = LogProgress(config.progress_interval)
+        _setup_logging(config)
     try:
         result = run_distribution(config, reporter=reporter, handle_signals=True)
     except DistributorError as error:
@@ -167,7 +204,10 @@ def sandbox(port: int, host: str, arrivals: Path | None, **options: Any) -> None
     Example (two terminals):
         distributor sandbox --port 8080 --rate-limit 100/min --latency 150ms --latency-p99 1s --error-rate 0.03
         VOUCHERIFY_APP_ID=sandbox-app-id VOUCHERIFY_APP_TOKEN=sandbox-app-token \\
-            distributor run jobs/demo.toml --api-url http://127.0.0.1:8080 --rate-limit 100/min
+            distributor run jobs/demo.toml --api-url http://127.0.0.1:8080 --rate-limit 100/min \\
+            --output demo-output/loopback/reactivation-codes.csv
+
+    A journal belongs to one host: a rehearsal on loopback needs its own --output (or --state).
     """
     from .sandbox import serve
     from .sandbox.embedded import sandbox_config
@@ -209,8 +249,8 @@ def plan(job_file: Path | None, cycle_quota: int | None, cycle_used: int, as_jso
 
     \b
     Exit codes: 0 run would work (warnings are printed); 2 unusable input or configuration, as run;
-    3 run would certainly fail (bad keys, unknown, inactive or expired campaign, STATIC pool too small,
-    quota already spent, or a run of this distribution is in progress).
+    3 run would certainly fail (Voucherify unreachable, bad keys, unknown, inactive or expired campaign, STATIC
+    pool too small, quota already spent, or a run of this distribution is in progress).
 
     \b
     Examples:
@@ -221,7 +261,7 @@ def plan(job_file: Path | None, cycle_quota: int | None, cycle_used: int, as_jso
     from .planning import make_plan
 
     config = _load_config(job_file, options)
-    _setup_logging(config.verbose)
+    _setup_logging(config)
     try:
         result = make_plan(config, cycle_quota=cycle_quota, cycle_used=cycle_used)
     except DistributorError as error:
@@ -272,15 +312,17 @@ def status(job_file: Path | None, error_count: int, window: str, as_json: bool, 
 @main.command()
 @_job_options
 @click.option("--json", "as_json", is_flag=True, help="Print the files written and their counts as JSON.")
-def export(job_file: Path | None, as_json: bool, **options: Any) -> None:
+@click.option("--calls", "calls_only", is_flag=True, help="Write only <name>.calls.csv: every API call the journal logged (when, member, endpoint, outcome, HTTP status, request id).")
+def export(job_file: Path | None, as_json: bool, calls_only: bool, **options: Any) -> None:
     """Rewrite the CleverTap CSV and the reports from the journal, at any time — also while a run is going.
 
     Give the JOB_FILE (or the same options as run), or --state / --output.  No keys are needed and no API call is
-    made.  Writes, beside the output: the codes CSV and its manifest, <name>.new.csv (the codes published since the
-    last run that went through its whole segment: the daily upload), <name>.left.csv (members who left the
-    segment; they keep their codes), the errors and the skipped-rows reports.  The key column and the property are
-    the ones the runs used (the journal remembers them); --property renames the column.  Every file is written
-    to a temporary name and renamed, so CleverTap never picks up half a file.
+    made.  Writes, beside the output: the codes CSV and its manifest, the latest run's delta
+    <name>.new.<date>.run<N>.csv (the codes that run published: the daily upload), <name>.left.csv (members who
+    left the segment; they keep their codes), the errors and the skipped-rows reports.  The key column and the
+    property are the ones the runs used (the journal remembers them); --property renames the column.  Every file
+    is written to a temporary name and renamed, so CleverTap never picks up half a file, and a run's own final
+    write waits for an export going on (and vice versa), so the files always hold the newest snapshot.
 
     \b
     Exit codes: 0 the files were written; 2 there is no journal to export, or no --output to write to.
@@ -289,7 +331,11 @@ def export(job_file: Path | None, as_json: bool, **options: Any) -> None:
     Examples:
         distributor export jobs/reactivation.toml
         distributor export --state out/reactivation.journal.sqlite --output /tmp/snapshot.csv
+        distributor export jobs/reactivation.toml --calls
     """
+    if calls_only:
+        _export_calls(job_file, options, as_json)
+        return
     from .export import export_journal
     from .journal import Journal
     from .status import no_journal, run_in_progress
@@ -308,7 +354,8 @@ def export(job_file: Path | None, as_json: bool, **options: Any) -> None:
     if as_json:
         click.echo(json.dumps({
             "journal": str(config.journal_path), "run_id": exported.run_id, "run_in_progress": holder,
-            "codes": exported.codes, "new_codes": exported.new_codes, "left": exported.left,
+            "codes": exported.codes, "new_codes": exported.new_codes, "delta_run": exported.delta_run,
+            "delta_since_run": exported.delta_since_run, "left": exported.left,
             "errors": exported.errors, "skipped": exported.skipped,
             "files": {name: str(path) for name, path in exported.files.items()},
         }, indent=2))
@@ -317,12 +364,111 @@ def export(job_file: Path | None, as_json: bool, **options: Any) -> None:
     click.echo(f"exported from {config.journal_path} (run {exported.run_id}"
                + (f", in progress: {holder})" if holder else ")"))
     click.echo(f"  codes     {files['codes']} ({exported.codes} codes) + {files['manifest'].name}")
-    click.echo(f"  new       {files['new']} ({exported.new_codes} codes since the last finished run)")
+    click.echo(_delta_line(exported))
     click.echo(f"  left      {files['left']} ({exported.left} members no longer in the segment)")
     click.echo(f"  errors    {files['errors']} ({exported.errors} members)")
     click.echo(f"  skipped   {files['skipped']} ({exported.skipped} rows)")
     if holder:
         click.echo("a run is in progress: these files are a snapshot; the run rewrites them when it ends")
+
+
+def _export_calls(job_file: Path | None, options: dict[str, Any], as_json: bool) -> None:
+    """``export --calls``: the journal's record of every API call, as CSV."""
+    from .export import export_calls
+    from .journal import Journal
+    from .status import no_journal
+
+    config = _files_config(job_file, options, need_output=True)
+    if not config.journal_path.exists():
+        raise Failure(no_journal(config.journal_path), EXIT_UNUSABLE_INPUT)
+    try:
+        with Journal.open(config.journal_path, readonly=True) as journal:
+            path, count = export_calls(config, journal)
+    except DistributorError as error:
+        raise Failure(str(error), error.exit_code) from None
+    except OSError as error:
+        raise Failure(f"cannot write {config.output.parent}: {error.strerror or error}", EXIT_UNUSABLE_INPUT) from None
+    if as_json:
+        click.echo(json.dumps({"journal": str(config.journal_path), "calls": count, "file": str(path)}, indent=2))
+    else:
+        click.echo(f"exported {count:,} calls from {config.journal_path} to {path}")
+
+
+@main.command(name="verify")
+@_job_options
+@click.option("--sample", type=click.IntRange(min=1), default=None, help="Check a random sample of N published members (default 100).")
+@click.option("--all", "check_all", is_flag=True, help="Check every member the journal says was published.")
+@click.option("--seed", type=int, help="Seed of the random sample (default: a new one, printed, so the same sample can be checked again).")
+@click.option("--report", type=click.Path(path_type=Path, dir_okay=False), help="Mismatch report to write (default <output>.verify.csv).")
+def verify_command(
+    job_file: Path | None, sample: int | None, check_all: bool, seed: int | None, report: Path | None, **options: Any
+) -> None:
+    """Check the journal against Voucherify: does each member hold the code the journal says?
+
+    Takes the same JOB_FILE and options as run (the segment is not read).  For each member checked it looks the
+    publication up by its key (GET /v1/publications?source_id=…) and compares code, customer and campaign.  The
+    calls go through the same throttle and budget as a run; what a full audit would cost is shown first.  The
+    journal is only read, never changed.
+
+    \b
+    Exit codes: 0 every member checked matches; 1 some do not (see the report: identity, journal code,
+    Voucherify code, why); 2 unusable configuration or no journal; 3 stopped (bad keys, Voucherify unreachable,
+    a run in progress, or members left unchecked).
+
+    \b
+    Examples:
+        distributor verify jobs/reactivation.toml                 # 100 random members
+        distributor verify jobs/reactivation.toml --sample 500 --seed 7
+        distributor verify jobs/reactivation.toml --all --rate-limit 20/min
+    """
+    import random
+
+    from .verify import DEFAULT_SAMPLE, verify
+
+    if check_all and sample is not None:
+        raise Failure("give --sample N or --all, not both", EXIT_UNUSABLE_INPUT)
+    config = _load_config(job_file, _with_unused_segment(job_file, options))
+    _setup_logging(config.verbose)
+    seed = random.SystemRandom().randrange(1, 1_000_000) if seed is None and not check_all else seed
+    try:
+        audit = verify(
+            config, sample=None if check_all else (sample or DEFAULT_SAMPLE), seed=seed, report=report,
+            on_cost=lambda cost: click.echo(render_audit_cost(cost)),
+        )
+    except DistributorError as error:
+        raise Failure(str(error), error.exit_code) from None
+    except KeyboardInterrupt:
+        raise Failure("verify interrupted; the journal was not changed", EXIT_STOPPED) from None
+    click.echo(f"checked {audit.matched + len(audit.mismatches):,}: {audit.matched:,} match, "
+               f"{len(audit.mismatches):,} mismatch, {len(audit.unchecked):,} unchecked; {audit.calls:,} calls")
+    click.echo(f"  report        {audit.report}")
+    click.echo(f"exit {audit.exit_code}: {audit.message}")
+    sys.exit(audit.exit_code)
+
+
+def _with_unused_segment(job_file: Path | None, options: dict[str, Any]) -> dict[str, Any]:
+    """verify reads no segment: a placeholder stands in when neither the flags nor the job file name one."""
+    if options.get("segment") is None and "segment" not in _job_file_keys(job_file):
+        return {**options, "segment": "unused.csv"}
+    return options
+
+
+def render_audit_cost(cost: Any) -> str:
+    """verify's figures before the first call: the journal, what a full audit costs, what this check costs."""
+    chosen = (f"a random sample of {cost.checked:,} (--seed {cost.seed} checks the same members)"
+              if cost.sample is not None else f"all {cost.checked:,}")
+    return "\n".join([
+        f"verify distribution {cost.distribution} · campaign {cost.campaign} · journal {cost.journal}",
+        (f"  journal       {cost.holding_code:,} members hold a code, {cost.sent_without_code:,} were sent a "
+         "publication without one"),
+        f"  full audit    {cost.full_audit_calls:,} calls, about {format_duration(cost.full_audit_seconds)} at {cost.budget}",
+        f"  this check    {chosen}: {cost.checked:,} calls, about {format_duration(cost.seconds)}",
+    ])
+def _delta_line(exported: Exported) -> str:
+    if "delta" not in exported.files:
+        return f"  delta     none: run {exported.delta_run} published no code"
+    return (f"  delta     {exported.files['delta']} ({exported.new_codes} codes published after run "
+            f"{exported.delta_since_run}, through run {exported.delta_run})")
 
 
 # ---------------------------------------------------------------------- reading a distribution's files
@@ -394,6 +540,10 @@ def render_plan(plan: Plan) -> str:
         + (f", {plan.failed_before:,} failed before" if plan.retry_failed and plan.failed_before else "") + ")",
         f"  left segment    {plan.left_segment:,}",
     ]
+    if plan.deliver_to == "leavers":
+        baseline = f"run {plan.watch_baseline}'s segment" if plan.watch_baseline else "none yet (this run records it)"
+        lines.append(f"  leavers         {plan.leaving:,} left the watch list ({baseline}), {plan.owed_before:,} "
+                     "recorded earlier still without a code")
     campaign = plan.campaign_checked
     if campaign is not None:
         traits = [t for t in (campaign.campaign_type, campaign.type) if t]
@@ -426,6 +576,8 @@ def render_plan(plan: Plan) -> str:
         lines.append(f"exit 3: run would fail: {plan.problems[0].message}")
     elif plan.to_serve:
         lines.append(f"exit 0: run would publish {plan.to_serve:,} codes in about {format_duration(plan.seconds_at_budget)}")
+    elif plan.deliver_to == "leavers":
+        lines.append("exit 0: run would publish nothing" + ("" if plan.watch_baseline else ": it records the baseline"))
     else:
         lines.append("exit 0: run would publish nothing: every valid member already holds a code")
     return "\n".join(lines)
@@ -463,6 +615,11 @@ def render_status(report: Status) -> str:
         f"  failed        {members['failed']:,}",
         f"  left segment  {report.left_segment:,}",
     ]
+    if report.leavers is not None:
+        leavers = report.leavers
+        lines.append(f"  leavers       {leavers['owed']:,} owed a code: {leavers['done']:,} done, "
+                     f"{leavers['without_code']:,} without code, {leavers['failed']:,} failed; "
+                     f"watching {leavers['watched']:,} members")
     calls = report.calls
     kinds = ", ".join(f"{count:,} {kind}" for kind, count in sorted(calls.items()))
     lines.append(f"  calls         {sum(calls.values()):,} this run" + (f": {kinds}" if kinds else "")
@@ -505,6 +662,7 @@ def render_summary(summary: dict[str, Any]) -> str:
     )
     lines = [
         f"distribution {summary['distribution']} · campaign {summary['campaign']}",
+        *_leavers_summary(summary.get("leavers")),
         f"  published     {members['published']}",
         f"  already held  {members['already_held']}",
         f"  failed        {members['failed']}",
@@ -513,21 +671,41 @@ def render_summary(summary: dict[str, Any]) -> str:
         f"  rate          {rate_line}",
         f"  calls         {calls['total']}: {per_code}, {calls['retries']} retries, "
         f"{calls['rate_limited_429']} × 429, {calls['by_kind'].get('lookup', 0)} look-ups",
-        f"  output        {summary['files']['codes']} ({members['codes_in_output']} codes)",
+        f"  output        {summary['files']['codes']} ({members['codes_in_output']} codes)"
+        if "codes" in summary["files"] else "  output        none written: no code was ever published",
     ]
     if members["failed"]:
         lines.append(f"  errors        {summary['files']['errors']}")
     if skipped["total"]:
-        lines.append(f"  skipped rows  {summary['files']['skipped']}")
+        unlisted = f" ({skipped['not_listed']:,} not listed)" if skipped.get("not_listed") else ""
+        lines.append(f"  skipped rows  {summary['files']['skipped']}{unlisted}")
     update = summary.get("segment_update") or {}
     if update.get("left"):
         lines.append(f"  left segment  {update['left']} (not touched; see {summary['files'].get('left')})")
-    if members["already_held"] and "new" in summary["files"]:
-        lines.append(f"  new codes     {summary['files']['new']} ({update.get('new_codes', 0)} since the last finished run)")
+    lines.append(_upload_line(summary))
     if summary.get("resume_at"):
         lines.append(f"  resume after  {summary['resume_at']}")
     lines.append(f"exit {summary['exit_code']}: {summary['message']}")
     return "\n".join(lines)
+
+
+def _leavers_summary(leavers: dict[str, Any] | None) -> list[str]:
+    """deliver_to=leavers: the lines saying what was watched and who left."""
+    if leavers is None:
+        return []
+    compared = leavers["compared_with_run"]
+    return [
+        f"  watched       {leavers['watched']} members"
+        + (f"; {leavers['found_this_run']} left since run {compared}" if compared else " (the baseline)"),
+        (f"  leavers       {leavers['owed_total']} owed a code: {leavers['served_total']} hold one, "
+         f"{leavers['without_code']} without code, {leavers['failed']} failed"),
+    ]
+def _upload_line(summary: dict[str, Any]) -> str:
+    """Which file to hand to CleverTap, with which manifest: this run's delta, which no later run rewrites."""
+    upload = summary.get("upload") or {}
+    if not upload.get("codes"):
+        return "  upload        nothing new (no code published since the last delta file)"
+    return f"  upload        {upload['codes']} ({upload['count']} codes) with {upload['manifest']}"
 
 
 if __name__ == "__main__":  # pragma: no cover

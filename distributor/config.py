@@ -28,6 +28,10 @@ DEFAULT_API_URL = "https://api.voucherify.io"
 #: ``--api-url sandbox`` runs the embedded Voucherify stand-in in-process.
 SANDBOX = "sandbox"
 DEFAULT_PROPERTY = "voucher_code"
+#: ``deliver_to``: a code for every member of the segment (the default), or for each member who leaves it.
+MEMBERS = "members"
+LEAVERS = "leavers"
+DELIVERIES = (MEMBERS, LEAVERS)
 
 ENV_APP_ID = "VOUCHERIFY_APP_ID"
 ENV_APP_TOKEN = "VOUCHERIFY_APP_TOKEN"
@@ -47,7 +51,7 @@ class Credentials:
         return f"Credentials(app_id={self.app_id!r}, app_token='***')"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "Credentials | None":
+    def from_env(cls, env: Mapping[str, str]) -> Credentials | None:
         app_id, token = env.get(ENV_APP_ID, "").strip(), env.get(ENV_APP_TOKEN, "").strip()
         if not app_id and not token:
             return None
@@ -57,11 +61,32 @@ class Credentials:
         return cls(app_id, token)
 
 
+class SegmentPaths(tuple[Path, ...]):
+    """The segment as given: one or several parts, each a file, a folder of parts or a glob pattern (expanded
+    when the segment is opened, see :func:`distributor.segment.open_segment`).  As text: the paths joined by
+    `` + ``, so a one-file segment reads as its path."""
+
+    def __str__(self) -> str:
+        return " + ".join(str(path) for path in self)
+
+
+def segment_paths(value: object, where: str = "") -> SegmentPaths:
+    """``--segment`` (given once or repeated) or a job file's ``segment`` (a path or a list of paths)."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise ConfigError(f"segment is missing{where}: give --segment or set segment in the job file")
+    paths = [Path(item) for item in items if isinstance(item, (str, Path)) and str(item)]
+    if len(paths) != len(items):
+        raise ConfigError(f"segment{where} must be a path or a list of paths (files, folders or glob patterns)")
+    return SegmentPaths(paths)
+
+
 @dataclass(frozen=True)
 class JobConfig:
     """Everything one distribution run needs.  Build it with :meth:`load` (job file + overrides + env)."""
 
-    segment: Path
+    #: The segment's parts: several are read as one segment (``--segment`` repeated, a folder, a glob).
+    segment: SegmentPaths
     campaign: str
     rate_limit: Rate
     output: Path
@@ -77,10 +102,24 @@ class JobConfig:
     concurrency: int | None = None
     #: Fraction of ``rate_limit`` to leave unused for the shop's own traffic (0.2 = run at 80 %).
     headroom: float = 0.0
+    #: Deadline of one whole call (connect, send, answer and body), in seconds.
     timeout: float = 30.0
+    #: The longest pause a server's 429 may ask for; a longer one stops the run (exit 3) saying when to resume.
+    max_pause: float = 900.0
+    #: Attempts per member before its transient failures stop being retried in this run (it is served again by
+    #: the next run, never marked failed).
     max_attempts: int = 8
     retry_failed: bool = False
+    #: Who gets a code: every member of the segment (``members``), or each member who left it since the previous
+    #: complete run (``leavers``: the segment is watched, its members are not served).
+    deliver_to: str = MEMBERS
+    #: Publish to at most this many members (in segment order), then stop resumably: a first test batch.
+    limit: int | None = None
     verbose: bool = False
+    #: ``text`` (the default) or ``json``: one JSON object per line, for log shippers.
+    log_format: str = "text"
+    #: Seconds between progress lines when stderr is not a terminal (cron, a pipe).
+    progress_interval: float = 30.0
     credentials: Credentials | None = field(default=None, repr=True)
     #: The ``[sandbox]`` table of the job file, used when ``api_url`` is ``sandbox``.
     sandbox: Mapping[str, Any] = field(default_factory=dict)
@@ -90,6 +129,25 @@ class JobConfig:
     @property
     def uses_sandbox(self) -> bool:
         return self.api_url == SANDBOX
+
+    @property
+    def api_host(self) -> str:
+        """The Voucherify host a journal is bound to: ``scheme://host[:port]``, or ``sandbox`` (the embedded one)."""
+        if self.uses_sandbox:
+            return SANDBOX
+        parts = urlsplit(self.api_url)
+        return f"{parts.scheme}://{parts.netloc}".lower()
+
+    def project_digest(self) -> str:
+        """A digest of the app id this job runs with (the embedded sandbox's own for ``sandbox``): it names the
+        Voucherify project in the journal without writing the app id, and never involves the token."""
+        if self.uses_sandbox:
+            from .sandbox.world import DEMO_APP_ID
+
+            app_id = DEMO_APP_ID
+        else:
+            app_id = self.credentials.app_id if self.credentials is not None else ""
+        return "sha256:" + hashlib.sha256(app_id.encode()).hexdigest()[:16]
 
     @property
     def journal_path(self) -> Path:
@@ -112,6 +170,10 @@ class JobConfig:
         return self.output.with_name(self.output.stem + ".summary.json")
 
     @property
+    def delivers_to_leavers(self) -> bool:
+        return self.deliver_to == LEAVERS
+
+    @property
     def budget(self) -> Rate:
         """The rate this job may actually spend: the grant minus the headroom left to the shop."""
         return self.rate_limit.scaled(1.0 - self.headroom) if self.headroom else self.rate_limit
@@ -123,7 +185,7 @@ class JobConfig:
         job_file: Path | None = None,
         overrides: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
-    ) -> "JobConfig":
+    ) -> JobConfig:
         """Merge a job file, command-line ``overrides`` (``None`` values are ignored) and the environment."""
         values: dict[str, Any] = {}
         if job_file is not None:
@@ -136,7 +198,7 @@ class JobConfig:
     @classmethod
     def from_mapping(
         cls, values: Mapping[str, Any], *, env: Mapping[str, str], job_file: Path | None = None
-    ) -> "JobConfig":
+    ) -> JobConfig:
         where = f" in {job_file}" if job_file else ""
         known = {f.name for f in fields(cls)} - {"credentials", "job_file"}
         unknown = sorted(set(values) - known)
@@ -148,21 +210,29 @@ class JobConfig:
                 raise ConfigError(f"{required} is missing: give {flag} or set {required} in the job file{hint}")
 
         data = dict(values)
-        data["segment"] = Path(data["segment"])
+        data["segment"] = segment_paths(data["segment"], where)
         data["rate_limit"] = data["rate_limit"] if isinstance(data["rate_limit"], Rate) else Rate.parse(data["rate_limit"])
         data["campaign"] = str(data["campaign"]).strip()
         if not data["campaign"]:
             raise ConfigError("campaign is empty: give the campaign's name or its camp_... id")
         if data.get("output") in (None, ""):
+            # beside the job file, never in the caller's working directory ($HOME under cron)
             slug = slugify(data.get("distribution") or data["campaign"])
-            data["output"] = Path(f"{slug}-codes.csv")
+            folder = job_file.resolve().parent if job_file is not None else Path()
+            data["output"] = folder / f"{slug}-codes.csv"
         data["output"] = Path(data["output"])
         if data.get("state") not in (None, ""):
             data["state"] = Path(data["state"])
         else:
             data["state"] = None
-        if "timeout" in data:
-            data["timeout"] = parse_duration(data["timeout"])
+        for name in ("timeout", "max_pause", "progress_interval"):
+            if name in data:
+                try:
+                    data[name] = parse_duration(data[name])
+                except ConfigError as error:
+                    raise ConfigError(f"{name}: {error}") from None
+        if isinstance(data.get("api_url"), str):
+            data["api_url"] = normalise_api_url(data["api_url"])
         config = cls(**data, job_file=job_file)
         config = replace(config, credentials=config._credentials_from(env))
         config.validate()
@@ -200,21 +270,64 @@ class JobConfig:
             raise ConfigError(f"max_attempts {self.max_attempts!r} must be a whole number from 1 to 100")
         if not 0.1 <= self.timeout <= 170:
             raise ConfigError(f"timeout {self.timeout}s must be between 0.1s and 170s (Voucherify cuts requests at 3 min)")
+        if not 1.0 <= self.max_pause <= 7 * 86400:
+            raise ConfigError(f"max_pause {self.max_pause:g}s must be between 1s and 7 days (e.g. 15min)")
+        if self.limit is not None and not (isinstance(self.limit, int) and not isinstance(self.limit, bool) and self.limit >= 1):
+            raise ConfigError(f"limit {self.limit!r} must be a whole number of members, at least 1")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format {self.log_format!r} must be text or json")
+        if not 0.1 <= self.progress_interval <= 86400:
+            raise ConfigError(f"progress_interval {self.progress_interval}s must be between 0.1s and 1 day")
+        self._check_sandbox_table()
         if self.distribution is not None and not str(self.distribution).strip():
             raise ConfigError("distribution is empty: leave it out to use the campaign, or give a name")
+        if self.deliver_to not in DELIVERIES:
+            raise ConfigError(f"deliver_to {self.deliver_to!r} must be {' or '.join(DELIVERIES)}")
         if self.output.suffix.lower() != ".csv":
             raise ConfigError(f"output {self.output} must end in .csv (CleverTap's upload takes CSV)")
         if self.journal_path.resolve() == self.output.resolve():
             raise ConfigError("state and output point at the same file")
 
+    def _check_sandbox_table(self) -> None:
+        """A ``[sandbox]`` typo is refused now, before the segment is read; its values too when it is used."""
+        from .sandbox.embedded import OPTIONS, sandbox_config
 
-def publication_source_id(distribution: str, identity: str) -> str:
-    """The idempotency key of one customer's publication in one distribution.
+        where = f"[sandbox] of {self.job_file}" if self.job_file else "[sandbox]"
+        unknown = sorted(set(self.sandbox) - set(OPTIONS) - {"_base"})
+        if unknown:
+            raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''} in {where}: {', '.join(unknown)}")
+        if self.uses_sandbox:
+            options = {key: value for key, value in self.sandbox.items() if key != "_base"}
+            sandbox_config(options, base=self.sandbox.get("_base"), where=where)
+
+
+def normalise_api_url(url: str) -> str:
+    """``https://api.voucherify.io/v1/`` → ``https://api.voucherify.io``: the client adds ``/v1`` itself."""
+    url = url.strip()
+    while url.endswith("/"):
+        url = url[:-1]
+    if url.lower().endswith("/v1"):
+        url = url[:-3].rstrip("/")
+    return url
+
+
+def publication_source_id(distribution: str, campaign: str, identity: str) -> str:
+    """The idempotency key of one customer's publication of one campaign in one distribution.
 
     Deterministic, so a retry or a rerun asks Voucherify for the same publication and gets the same code back;
-    different for another distribution of the same campaign.  Identities can be 1023 characters of anything,
-    so the key carries a hash of them, prefixed with a readable slug of the distribution.
+    different for another campaign (even under the same distribution name: Voucherify would otherwise answer
+    ``duplicate_source_id`` and the look-up would find the other campaign's code) and for another distribution.
+    ``campaign`` is the campaign's ``camp_…`` id when the pre-flight resolved it, else the configured campaign;
+    the journal pins the choice on its first run (meta ``key_campaign``) and each member's key on its first call.
+    Identities can be 1023 characters of anything, so the key carries a hash, prefixed with a readable slug.
     """
+    material = b"\x00".join((b"v2", distribution.encode(), campaign.encode(), identity.encode()))
+    digest = hashlib.sha256(material).hexdigest()[:32]
+    return f"{slugify(distribution)[:40]}-{digest}"
+
+
+def publication_source_id_v1(distribution: str, identity: str) -> str:
+    """The key of journals before schema 5 (distribution and customer only): kept for their members' calls."""
     digest = hashlib.sha256(distribution.encode() + b"\x00" + identity.encode()).hexdigest()[:32]
     return f"{slugify(distribution)[:40]}-{digest}"
 
@@ -255,5 +368,7 @@ def _read_job_file(path: Path) -> dict[str, Any]:
             raise ConfigError(f"unknown table [{key}] in {path}")
         if key in ("segment", "output", "state") and isinstance(value, str) and value:
             value = os.path.normpath(base / value)
+        elif key == "segment" and isinstance(value, list):  # several parts, each relative to the job file
+            value = [os.path.normpath(base / item) if isinstance(item, str) and item else item for item in value]
         values[key] = value
     return values

@@ -51,6 +51,15 @@ class JournalLocked(DistributorError):
     exit_code = EXIT_STOPPED
 
 
+class StorageError(DistributorError):
+    """The journal or a file could not be written (disk full, folder made read-only, I/O error) during a run.
+
+    What was committed before stays: the run stops, and rerunning once the storage is fixed resumes it.
+    """
+
+    exit_code = EXIT_STOPPED
+
+
 class StopRun(DistributorError):
     """A condition that dooms every further call (bad credentials, unknown campaign, out of codes, quota spent).
 

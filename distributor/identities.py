@@ -4,7 +4,9 @@ CleverTap refuses an empty identity, one of 1024 characters or more, and a list 
 without regard to case).  A member whose identity breaks these rules cannot receive the code as a profile property,
 so publishing a code to it would waste a code and a call: such rows are skipped and reported instead.  So are two
 kinds of value no system downstream can hold: one with a NUL character, and one with a lone UTF-16 surrogate (a JSON
-export can spell ``"\\ud800"``; it has no UTF-8 form, so SQLite, the CSV and CleverTap cannot store it).
+export can spell ``"\\ud800"``; it has no UTF-8 form, so SQLite, the CSV and CleverTap cannot store it).  (A NUL
+*byte* in the file refuses the whole file as binary, wherever it is; only a NUL spelled by a JSON escape or held by
+a Parquet value reaches this check.)
 
 Identities are otherwise exact strings: nothing here trims, re-cases or re-types them.  A value made only of
 whitespace counts as empty (CleverTap would match it to nobody); the spaces around or inside any other value are
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-#: Values CleverTap refuses as an identity (``../shared/reference/clevertap.md``), lower-cased.
+#: Values CleverTap refuses as an identity (CleverTap's identity documentation), lower-cased.
 PLACEHOLDERS = frozenset(
     {
         "undefined", "null", "na", "n/a", "0", "nil", "-1", "infinity", "-infinity", "inf", "-inf",

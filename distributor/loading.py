@@ -2,7 +2,8 @@
 
 Every row of the export ends up in exactly one place: a member of this run's segment (new, or known from an earlier
 run), or a skipped row with its reason (an identity CleverTap would refuse, or one that appeared earlier in the
-file).  Batches are committed one by one; the run is marked *loaded* only once the whole file is read, so a run
+segment, in any of its parts).  Skipped rows are counted, and only the first of each reason kept as examples (see
+:meth:`Journal.record_skipped`), so a file of millions of blank or repeated lines costs a few journal rows.  Batches are committed one by one; the run is marked *loaded* only once the whole file is read, so a run
 interrupted while reading never passes its partial segment off as the whole.
 """
 
@@ -14,12 +15,12 @@ from dataclasses import dataclass, field
 
 from . import identities
 from .journal import Journal
-from .segment import Segment, refuse_unusable
+from .segment import RowLabel, Segment, refuse_unusable
 
 #: ``(seq, row, identity)``: a valid member, its position in the segment and its row in the file.
-Valid = tuple[int, int, str]
+Valid = tuple[int, RowLabel, str]
 #: ``(row, value, reason, detail)``: a row that is not published.
-Skipped = tuple[int, str, str, str]
+Skipped = tuple[RowLabel, str, str, str]
 
 
 @dataclass
@@ -48,6 +49,15 @@ def validated_batches(segment: Segment, size: int) -> Iterator[tuple[int, list[V
         yield len(batch), valid, skipped
 
 
+def _in_file_order(skipped: list[Skipped]) -> list[Skipped]:
+    """The batch's invalid and duplicate rows merged back into file order (a batch never spans two parts)."""
+    return sorted(skipped, key=lambda row: _row_number(row[0]))
+
+
+def _row_number(label: RowLabel) -> int:
+    return label if isinstance(label, int) else int(label.rpartition(":")[2])
+
+
 def load_segment(
     journal: Journal,
     run_id: int,
@@ -69,7 +79,7 @@ def load_segment(
         loaded.rows += rows
         result = journal.load(run_id, valid)
         skipped += [(row, value, identities.DUPLICATE, f"first at row {first}") for row, value, first in result.duplicates]
-        journal.record_skipped(run_id, skipped)
+        journal.record_skipped(run_id, _in_file_order(skipped))
         loaded.skipped.update(reason for _, _, reason, _ in skipped)
     loaded.members = sum(journal.state_counts(run_id).values())
     refuse_unusable(segment, rows=loaded.rows, members=loaded.members, skipped=loaded.skipped)

@@ -5,23 +5,35 @@
   without BOM, values exactly as in the segment: read back by any RFC 4180 reader (Python's csv module, pandas
   with ``dtype=str, keep_default_na=False``) every identity comes out byte for byte.
 * ``<name>.manifest.json`` — the column mapping for CleverTap's "Upload mapped file", so nobody maps by hand.
+* ``<name>.new.<date>.run<N>.csv`` — a run's delta, in the same format (see ``export.py``).
 * ``<name>.errors.csv`` — members Voucherify refused: identity, row, HTTP status, Voucherify's ``key``,
   ``message`` and ``request_id`` (what its support asks for), attempts.
 * ``<name>.skipped.csv`` — rows of the segment that were not published: row, value, reason, explanation.
+* ``<name>.left.csv`` — members who left the segment (see ``export.py``).
 * ``<name>.summary.json`` — the run's figures, for monitoring.
 
-Each file is written to a temporary name in the same folder, flushed to disk and renamed over the old one, so a
-reader (or a crash) never sees half a file.
+Each file is written to a temporary name in the same folder (``.<file>.<8 random characters>.tmp``), flushed to
+disk, renamed over the old one, and the folder flushed too: a reader (or a crash, or a power cut) never sees half a
+file.  Files get the permissions the umask gives (0644 under umask 022), like any file a program creates.  The
+temporary files of a write that was killed are removed by :func:`remove_stale_temporaries`, which only ever
+touches names of that shape beside the output.
+
+Writers of the files take :func:`files_lock` around reading the journal and writing, so whichever writes last
+wrote the newest snapshot.
+
+The reports meant for people (errors, skipped, left) neutralise spreadsheet formulas (:func:`for_people`); the
+CleverTap upload never does.
 """
 
 from __future__ import annotations
 
-import csv
+import fcntl
 import json
+import logging
 import os
 import re
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+import secrets
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -29,27 +41,117 @@ from typing import IO, Any
 from .identities import REASON_TEXT, storable
 from .journal import Failure
 
+log = logging.getLogger("distributor")
+
 #: A field is quoted when RFC 4180 requires it (a comma, a quote, a line end) and also when it starts or ends with
 #: whitespace, because some CSV parsers trim unquoted fields (univocity-parsers does by default) but never quoted ones.
 _NEEDS_QUOTES = re.compile(r'[",\r\n]|\A\s|\s\Z')
 
 
+#: A report cell a spreadsheet would run as a formula (or whose formula-starting character it would strip), or one
+#: that starts with the apostrophe this module adds in front of such cells.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+#: Characters of a temporary name: the same alphabet and length Python's ``tempfile`` uses, so the temporaries of
+#: earlier versions (written with ``NamedTemporaryFile``) are recognised and removed too.
+_TEMP_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789_"
+_TEMP_NAME = re.compile(r"\A\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp\Z")
+
+
 @contextmanager
 def atomic_write(path: Path, *, newline: str | None = None) -> Iterator[IO[str]]:
-    """Write ``path`` completely or not at all."""
+    """Write ``path`` completely or not at all, durably, with the permissions the umask gives."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", newline=newline, dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
+    temporary, descriptor = _create_temporary(path)
     try:
-        with handle:
+        with open(descriptor, "w", encoding="utf-8", newline=newline) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(handle.name, path)
+        os.replace(temporary, path)
     except BaseException:
-        os.unlink(handle.name)
+        temporary.unlink(missing_ok=True)
         raise
+    _sync_folder(path.parent)
+
+
+def _create_temporary(path: Path) -> tuple[Path, int]:
+    """A new file ``.<name>.<8 random characters>.tmp`` beside ``path``, created 0666 less the umask."""
+    while True:
+        token = "".join(secrets.choice(_TEMP_ALPHABET) for _ in range(8))
+        temporary = path.with_name(f".{path.name}.{token}.tmp")
+        try:
+            return temporary, os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush the folder's entry of a renamed file to disk (without it a power cut can undo the rename)."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+@contextmanager
+def files_lock(output: Path) -> Iterator[None]:
+    """Hold the exclusive lock of the files beside ``output`` (``.<stem>.files.lock``), waiting for it if needed.
+
+    Every writer of these files reads its journal snapshot *inside* this lock: a run's final write and any
+    ``distributor export`` are serialised, so the files always hold the newest snapshot written, never an older
+    one that happened to finish writing last.  The kernel releases the lock when its holder dies.
+    """
+    output.parent.mkdir(parents=True, exist_ok=True)
+    path = output.with_name(f".{output.stem}.files.lock")
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another writer of the files beside %s (an export) to finish", output)
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing the descriptor releases the flock
+
+
+def remove_stale_temporaries(output: Path) -> int:
+    """Remove the temporaries that killed writes of this output's files left behind; returns how many.
+
+    Only names this module creates (``.<file>.<8 characters>.tmp``) of files named after the output
+    (``<stem>.…``) in the output's folder are touched.  Call it holding :func:`files_lock`, so that no live write
+    of ours is among them.
+    """
+    removed = 0
+    try:
+        entries = list(os.scandir(output.parent))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if match is None or not match["name"].startswith(f"{output.stem}.") or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            os.unlink(entry.path)
+        except FileNotFoundError:
+            continue
+        removed += 1
+    if removed:
+        log.info("removed %d temporary files that interrupted writes left beside %s", removed, output)
+    return removed
+
+
+def for_people(value: str) -> str:
+    """A report cell safe to open in a spreadsheet: a value starting with ``=``, ``+``, ``-``, ``@``, a tab or a
+    carriage return — which a spreadsheet would run as a formula — or with an apostrophe, gets a leading ``'``.
+    Every report value that starts with ``'`` carries it; dropping that first character gives the exact value."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def needs_neutralising(value: str) -> bool:
+    """``value`` starts like a spreadsheet formula (an apostrophe, escaped too, is not one)."""
+    return value.startswith(_FORMULA_START[:-1])
 
 
 def write_codes(path: Path, rows: Iterable[tuple[str, str]], *, key: str, property: str) -> int:
@@ -89,40 +191,53 @@ def write_manifest(path: Path, *, key: str, property: str) -> None:
         handle.write("\n")
 
 
+def write_report(path: Path, header: Sequence[str], rows: Iterable[Sequence[str | int | None]]) -> int:
+    """A report meant for people: standard CSV like the upload (a field with surrounding whitespace quoted), every
+    text cell passed through :func:`for_people`; returns the number of rows written."""
+    count = 0
+    with atomic_write(path, newline="") as handle:
+        handle.write(csv_line(header))
+        for row in rows:
+            handle.write(csv_line(_report_cell(value) for value in row))
+            count += 1
+    return count
+
+
+def _report_cell(value: str | int | None) -> str:
+    if value is None:
+        return ""
+    return str(value) if isinstance(value, int) else for_people(value)
+
+
 def write_errors(path: Path, failures: Iterable[Failure], *, key: str) -> int:
     """Members Voucherify refused, with what its support asks for; returns the number written."""
-    count = 0
-    with atomic_write(path, newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\r\n")
-        writer.writerow([key, "row", "status", "error_key", "message", "request_id", "attempts"])
-        for failure in failures:
-            writer.writerow(
-                [
-                    failure.identity,
-                    failure.row,
-                    "" if failure.status is None else failure.status,
-                    failure.key or "",
-                    failure.message or "",
-                    failure.request_id or "",
-                    failure.attempts,
-                ]
-            )
-            count += 1
-    return count
+    return write_report(
+        path,
+        [key, "row", "status", "error_key", "message", "request_id", "attempts"],
+        (
+            (failure.identity, failure.row, failure.status, failure.key, failure.message, failure.request_id,
+             failure.attempts)
+            for failure in failures
+        ),
+    )
 
 
-def write_skipped(path: Path, rows: Iterable[tuple[int, str, str, str]]) -> int:
+def write_skipped(path: Path, rows: Iterable[tuple[int | str, str, str, str]]) -> int:
     """Rows ``(row, value, reason, detail)``; the ``explanation`` column says the reason in words.  A value with a
     lone surrogate is written as its escape (see :func:`identities.storable`): it has no UTF-8 form."""
-    count = 0
-    with atomic_write(path, newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\r\n")
-        writer.writerow(["row", "value", "reason", "explanation"])
-        for row, value, reason, detail in rows:
-            text = REASON_TEXT.get(reason, reason)
-            writer.writerow([row, storable(value), reason, f"{text} ({detail})" if detail else text])
-            count += 1
-    return count
+    return write_report(
+        path,
+        ["row", "value", "reason", "explanation"],
+        (
+            (row, storable(value), reason, _explanation(reason, detail))
+            for row, value, reason, detail in rows
+        ),
+    )
+
+
+def _explanation(reason: str, detail: str) -> str:
+    text = REASON_TEXT.get(reason, reason)
+    return f"{text} ({detail})" if detail else text
 
 
 def write_summary(path: Path, summary: Mapping[str, Any]) -> None:

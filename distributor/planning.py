@@ -9,9 +9,9 @@ exist yet) and its lock is only looked at.
 What "would certainly fail" means (a *problem*, exit 3, like the run's own exit code for it): the keys are refused
 (401) or the plan forbids the call (402), the campaign does not exist, is switched off or has expired, the
 billing-cycle quota is already spent, a STATIC campaign's pool is smaller than the members still to serve, or a
-run of this distribution is in progress (a second run refuses to start).  Anything a run copes with or a person
-should weigh — a quota the run would exceed, Voucherify not answering right now, a campaign that starts later —
-is a *warning*: the plan still exits 0.
+run of this distribution is in progress (a second run refuses to start), or Voucherify could not be reached at all
+(no answer twice: nothing was proved).  Anything a run copes with or a person should weigh — a quota the run would
+exceed, Voucherify answering 5xx right now, a campaign that starts later — is a *warning*: the plan still exits 0.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from . import identities
 from .config import JobConfig
 from .errors import EXIT_OK, EXIT_STOPPED, JournalError
 from .journal import DONE, FAILED, PENDING, SENDING, Journal
+from .paths import check_destinations
 from .retry import Action, decide
 from .segment import Segment, open_segment, refuse_unusable
 from .status import run_in_progress
@@ -102,6 +103,12 @@ class Plan:
     campaign_checked: Campaign | None
     api_calls: int
     findings: list[Finding] = field(default_factory=list)
+    #: deliver_to=leavers: who gets a code, the watched members absent from this segment, the leavers recorded
+    #: earlier and still without a code, and the run whose segment is the watch list (0: none yet)
+    deliver_to: str = "members"
+    leaving: int = 0
+    owed_before: int = 0
+    watch_baseline: int = 0
 
     @property
     def problems(self) -> list[Finding]:
@@ -142,21 +149,34 @@ def make_plan(
     """Plan ``config``'s run.  Raises what the run would raise before its first call (:class:`InputError`,
     :class:`JournalError`: exit 2); everything else is reported in the plan's findings."""
     now = time.time() if now is None else now
+    check_destinations(config, probe=False)
     segment = open_segment(config.segment, config.id_column)
     journal = Journal.open(config.journal_path, readonly=True) if config.journal_path.exists() else None
     try:
         if journal is not None:
             # the checks a run makes before loading the segment, with the same messages
+            journal.check_project(host=config.api_host, project=config.project_digest())
             journal.check_belongs(
-                key=segment.key, distribution=config.distribution, campaign=config.campaign, segment=segment.path
+                key=segment.key, distribution=config.distribution, campaign=config.campaign, segment=segment.name
             )
+            journal.check_delivery(config.deliver_to)
         with _SegmentTally() as tally:
             tally.read(segment)
             standing = journal.compare_segment(tally.identities()) if journal is not None else None
-        return _plan(config, segment, journal, tally, standing, cycle_quota, cycle_used, transport, now)
+            leavers = _leavers_stand(config, journal, tally)
+        return _plan(config, segment, journal, tally, standing, cycle_quota, cycle_used, transport, now, leavers)
     finally:
         if journal is not None:
             journal.close()
+
+
+def _leavers_stand(config: JobConfig, journal: Journal | None, tally: _SegmentTally) -> dict[str, int] | None:
+    """deliver_to=leavers: what a run would find (``Journal.compare_leavers``); ``None`` when delivering to members."""
+    if not config.delivers_to_leavers:
+        return None
+    if journal is None:
+        return {"leaving": 0, "owed": 0, "failed": 0, "baseline": 0}
+    return journal.compare_leavers(tally.identities())
 
 
 # ---------------------------------------------------------------------- the segment and the journal
@@ -213,11 +233,22 @@ def _plan(
     cycle_used: int,
     transport: httpx.AsyncBaseTransport | None,
     now: float,
+    leavers: dict[str, int] | None = None,
 ) -> Plan:
     findings: list[Finding] = []
     standing = standing or {PENDING: 0, SENDING: 0, DONE: 0, FAILED: 0, "new": tally.members, "left": 0}
     unfinished = standing[PENDING] + standing[SENDING]
     to_serve = standing["new"] + unfinished + (standing[FAILED] if config.retry_failed else 0)
+    if leavers is not None:
+        to_serve = leavers["leaving"] + leavers["owed"] + (leavers["failed"] if config.retry_failed else 0)
+        findings += _leavers_findings(leavers, tally.members)
+    if config.limit is not None and to_serve > config.limit:
+        findings.append(Finding(
+            NOTE, "limit",
+            f"--limit {config.limit}: a run would serve the first {config.limit:,} of the {to_serve:,} members without "
+            "a code and stop (exit 3); the same command without --limit serves the rest",
+        ))
+        to_serve = config.limit
 
     held_in_journal = journal.state_counts()[DONE] if journal is not None else 0
     knows_campaign = journal is not None and bool(journal.meta("campaign_id")) and journal.meta("join_once") in ("0", "1")
@@ -242,7 +273,7 @@ def _plan(
     if to_serve:
         campaign, api_calls, found = anyio.run(_check_campaign, config, transport, backend="asyncio")
         findings += found
-    else:
+    elif leavers is None:
         findings.append(Finding(
             NOTE, "nothing_to_publish",
             "every valid member already holds a code: a run would make no API call (the campaign was not checked)",
@@ -276,7 +307,7 @@ def _plan(
             f"{standing[FAILED]:,} members failed in earlier runs and would not be tried again: add --retry-failed "
             "to include them",
         ))
-    if standing["left"]:
+    if standing["left"] and leavers is None:
         findings.append(Finding(
             NOTE, "left_segment",
             f"{standing['left']:,} members of earlier runs are not in this segment: they keep their codes, are not "
@@ -322,7 +353,27 @@ def _plan(
         campaign_checked=campaign,
         api_calls=api_calls,
         findings=findings,
+        deliver_to=config.deliver_to,
+        leaving=leavers["leaving"] if leavers else 0,
+        owed_before=leavers["owed"] if leavers else 0,
+        watch_baseline=leavers["baseline"] if leavers else 0,
     )
+
+
+def _leavers_findings(leavers: dict[str, int], watched: int) -> list[Finding]:
+    if not leavers["baseline"]:
+        return [Finding(
+            NOTE, "leavers_baseline",
+            f"first run of a leavers distribution: it would record the {watched:,} members of this segment as the "
+            "watch list and publish nothing; the next run publishes to those who have left",
+        )]
+    if not leavers["leaving"] and not leavers["owed"]:
+        return [Finding(
+            NOTE, "nothing_to_publish",
+            f"no member of run {leavers['baseline']}'s segment (the previous complete run) is missing from this one "
+            "without a code: a run would make no API call (the campaign was not checked)",
+        )]
+    return []
 
 
 def _retry_share(journal: Journal | None) -> tuple[float, str]:
@@ -380,6 +431,12 @@ def _refusal(action: Action, reason: str, message: str, error: Exception) -> Fin
             WARNING, "campaign_unchecked",
             "Voucherify answered 429: the project's rate limit is used up right now (by the shop or another job); "
             "the campaign was not checked. A run would wait its turn",
+        )
+    if action is Action.RETRY and reason in ("timeout", "connection"):
+        return Finding(
+            PROBLEM, "unreachable",
+            f"Voucherify could not be reached ({error}): neither the keys, the region nor the campaign were proved; "
+            "check --api-url and the network, then plan again",
         )
     if action is Action.RETRY:
         return Finding(

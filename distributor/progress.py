@@ -19,12 +19,19 @@ def describe(stats: RunStats) -> str:
     achieved = stats.achieved_per_second
     rate = f"{achieved * 60:.1f}/min" if achieved else "-"
     utilisation = f" = {100 * stats.utilisation:.0f} % of budget" if stats.utilisation else ""
-    eta = stats.eta_seconds()
     return (
         f"{done}/{stats.to_publish} served{share}: {stats.published} published, {stats.failed} failed; "
         f"{stats.total_calls} calls, {stats.retries} retries, {stats.rate_limited} × 429; "
-        f"{rate}{utilisation}; {stats.in_flight} in flight; ETA {format_duration(eta) if eta is not None else '-'}"
+        f"{rate}{utilisation}; {stats.in_flight} in flight; {eta_text(stats)}"
     )
+
+
+def eta_text(stats: RunStats) -> str:
+    """``ETA 5min``; while Voucherify makes every call wait, how long it still does instead (no ETA holds then)."""
+    if stats.paused_for > 0:
+        return f"paused {format_duration(stats.paused_for)} by Voucherify (429)"
+    eta = stats.eta_seconds()
+    return f"ETA {format_duration(eta) if eta is not None else '-'}"
 
 
 class LogProgress:
@@ -50,7 +57,7 @@ class TerminalProgress:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self.console = Console(file=stream or sys.stderr)
         self._progress = Progress(
@@ -58,11 +65,11 @@ class TerminalProgress:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[detail]}"),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[eta]}"),  # ours: rich's own estimate would keep counting down during a pause
             console=self.console,
             transient=False,
         )
-        self._task = self._progress.add_task("publishing", total=None, detail="", visible=False)
+        self._task = self._progress.add_task("publishing", total=None, detail="", eta="", visible=False)
 
     def start(self, stats: RunStats) -> None:
         self._progress.update(self._task, total=stats.to_publish, visible=True)
@@ -74,7 +81,9 @@ class TerminalProgress:
             f"{stats.failed} failed · {stats.total_calls} calls · {stats.retries} retries · "
             f"{achieved * 60:.0f}/min" if achieved else f"{stats.failed} failed · {stats.total_calls} calls"
         )
-        self._progress.update(self._task, completed=stats.published + stats.failed, detail=detail)
+        self._progress.update(
+            self._task, completed=stats.published + stats.failed, detail=detail, eta=eta_text(stats)
+        )
 
     def finish(self, stats: RunStats) -> None:
         self.update(stats)

@@ -1,13 +1,16 @@
 """What to do about a failed call: retry it, look the publication up, fail the member, or stop the whole job.
 
-The rules (``../shared/reference/voucherify-api.md``, *Errors*):
+The rules (Voucherify's API reference, *Errors*):
 
 * **retry** (same publication ``source_id``): no answer at all (timeout, connection refused or dropped), 5xx,
   408, and 429 from the per-minute/hour limit — the throttle also pauses every call until the server's hint;
+  none of these ever makes a member ``failed``: the engine waits, or stops the run resumably;
 * **look up** the publication by ``source_id``: ``400 duplicate_source_id`` — never publish again under a new id;
 * **stop the job**, because every further call would fail too: 401 (keys or region), 402 (plan), 403 (keys
   without the right), 404 on the campaign, ``no_voucher_suitable_for_publication`` (campaign out of codes), and
-  429 ``api_calls_cycle`` (billing-cycle quota spent);
+  429 ``api_calls_cycle`` (billing-cycle quota spent), a 429 asking for a pause longer than ``max_pause`` (the
+  job says when to resume instead of sleeping silently for hours), and any 3xx (a redirect dooms every call:
+  probably a wrong ``--api-url``; the client never follows one, it would re-send a POST elsewhere);
 * **fail the member** (recorded with Voucherify's ``key``, ``message`` and ``request_id``): any other 4xx.
 
 Waits between attempts are capped exponential backoff with full jitter (AWS Architecture blog,
@@ -21,6 +24,7 @@ import random
 import time
 from dataclasses import dataclass
 
+from .units import format_duration
 from .voucherify import ApiError, TransportError
 
 
@@ -43,17 +47,42 @@ class Decision:
 
 
 TRANSIENT_STATUSES = frozenset({408, 425, 500, 502, 503, 504})
+#: The longest pause a server's 429 may impose before the run stops instead (``--max-pause``), in seconds.
+DEFAULT_MAX_PAUSE = 900.0
 
 
-def decide(error: ApiError | TransportError, *, campaign: str, now: float | None = None) -> Decision:
+def decide(
+    error: ApiError | TransportError,
+    *,
+    campaign: str,
+    now: float | None = None,
+    max_pause: float = DEFAULT_MAX_PAUSE,
+) -> Decision:
     """Classify one failed call to ``POST /v1/publications`` (or a look-up) of ``campaign``."""
     now = time.time() if now is None else now
     if isinstance(error, TransportError):
         return Decision(Action.RETRY, "timeout" if error.kind == "timeout" else "connection")
 
     status, key = error.status, error.key
+    if 300 <= status < 400:
+        where = f" to {error.location}" if error.location else ""
+        return Decision(
+            Action.STOP,
+            "redirected",
+            f"Voucherify answered {error.endpoint} with a redirect ({status}{where}): every call would be "
+            "redirected; check --api-url (your region's host, e.g. https://api.voucherify.io, without a path)",
+        )
     if status == 429:
         hint = error.rate.wait_until(now)
+        if hint is not None and hint - now > max_pause and error.rate.limit_type != "api_calls_cycle":
+            return Decision(
+                Action.STOP,
+                "long_pause",
+                f"Voucherify asks to pause {format_duration(hint - now)} (429 {error.rate.limit_type or 'rate limited'}), "
+                f"longer than --max-pause {format_duration(max_pause)}: run the same command again after "
+                f"{_local_time(hint)} to resume",
+                not_before=hint,
+            )
         if error.rate.limit_type == "api_calls_cycle":
             when = f", which starts {_local_time(hint)}" if hint else ""
             return Decision(

@@ -3,9 +3,14 @@
 Supported: *Find People* CSV downloads and Export-center profile exports as CSV, JSON lines and Parquet, CSV and
 JSON lines optionally gzip-compressed.  The format is told by the file's content, never by its name alone: gzip
 and Parquet by their magic numbers, JSON lines by a first ``{``, anything else is CSV.  CSV may be comma-, tab- or
-semicolon-separated (told by the header row; ``.tsv`` files are tab-separated), UTF-8 with or without a BOM, with
-CRLF, LF or CR line ends.  Files are read as a stream, a batch at a time, so memory stays bounded whatever the size
-of the export.
+semicolon-separated (named by Excel's ``sep=`` first line, else told by the structure of the header and the first
+rows, not by which character appears; ``.tsv`` files are tab-separated), UTF-8 with or without a BOM, with CRLF, LF
+or CR line ends.  Files are read as a stream, a batch at a time, and every record (a CSV row, quoted line breaks
+included, or a JSON line) with a bounded ``readline``: one longer than :data:`MAX_RECORD` is refused before it is
+held whole, so memory stays bounded whatever the file holds (a gzip bomb of one endless field included).
+
+A segment may come in several parts (CleverTap splits large exports): :func:`open_segment` takes files, folders
+and glob patterns, reads every part as one :class:`Segment`, and names rows ``file:row``.
 
 Identities are kept byte for byte: CSV cells are taken as the csv module parses them (RFC 4180, the same dialect
 the output is written in), with no NA conversion, no type inference and no stripping (``000123`` stays ``000123``,
@@ -14,11 +19,14 @@ cast to their exact decimal text.
 
 Row numbers are those a spreadsheet shows: in a CSV the header is row 1 and the first member row 2 (a quoted
 field spanning lines is one row; a blank line is a row with an empty identity); in JSON lines the row is the line
-number; in Parquet, the record number plus one (as if it had a header).
+number; in Parquet, the record number plus one (as if it had a header).  Excel's ``sep=`` line is not a row (Excel
+hides it): the header stays row 1.
 
 Input that cannot be read exactly is refused with an :class:`InputError` naming the file and the row, never
 guessed at: a row with more or fewer fields than the header (an unquoted comma shifts every column after it), an
-unclosed quote, a byte that is not UTF-8, a gzip file cut short.  The pandas C parser was not used for CSV because,
+unclosed quote, a byte that is not UTF-8, a gzip file cut short, a record longer than :data:`MAX_RECORD`.  A NUL
+byte refuses the file as binary wherever it is (no export holds one; a NUL that a JSON value spells as ``\u0000``
+is text, and its row is skipped as an invalid identity).  The pandas C parser was not used for CSV because,
 with ``usecols``, it silently accepts rows with extra fields and takes the identity from the wrong column.
 """
 
@@ -26,15 +34,17 @@ from __future__ import annotations
 
 import codecs
 import csv
+import glob
 import gzip
 import io
+import itertools
 import json
 import re
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, NamedTuple, cast
 
 from .errors import InputError
 
@@ -60,8 +70,12 @@ PARQUET = "parquet"
 _GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
 _SNIFF_BYTES = 64 * 1024
-#: Largest CSV field read (any column): far above any real profile property, low enough to stop a runaway quote.
-_MAX_FIELD = 64 * 1024 * 1024
+#: Largest record (a CSV row, quoted line breaks included, or a JSON line) read, in characters: 1 MiB.  CleverTap
+#: refuses identities of 1024 characters or more and caps property values far lower; a longer record is a damaged
+#: or hostile file (a gzip bomb of one endless field), refused naming file and row before it is held in memory.
+MAX_RECORD = 1024 * 1024
+#: An Excel ``sep=`` first line (``sep=,``, ``sep=;``, ``sep=\t``) names the separator; Excel hides it.
+_EXCEL_SEPARATOR = re.compile(r"\Asep=(.)(\r\n|\n|\r)")
 _DELIMITER_NAMES = {",": "comma", "\t": "tab", ";": "semicolon"}
 #: Characters that cannot come out of valid UTF-8: what ``surrogateescape`` makes of an undecodable byte.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
@@ -70,6 +84,8 @@ _UNDECODABLE = re.compile("[\udc80-\udcff]")
 _NOT_AN_EXPORT: tuple[tuple[bytes, str], ...] = (
     (b"PK\x03\x04", "is a ZIP archive (a zipped export, or an Excel workbook): unzip it, or save it as CSV"),
     (b"\xef\xbb\xbf\xef\xbb\xbf", "starts with two byte-order marks: it was converted to UTF-8 twice; export it again"),
+    (b"\xff\xfe\x00\x00", "is UTF-32 text: export it again (or save it) as UTF-8"),
+    (b"\x00\x00\xfe\xff", "is UTF-32 text: export it again (or save it) as UTF-8"),
     (b"\xff\xfe", "is UTF-16 text: export it again (or save it) as UTF-8"),
     (b"\xfe\xff", "is UTF-16 text: export it again (or save it) as UTF-8"),
     (b"BZh", "is bzip2-compressed: decompress it (bunzip2) or export it again as .csv.gz"),
@@ -78,16 +94,61 @@ _NOT_AN_EXPORT: tuple[tuple[bytes, str], ...] = (
 )
 
 
-class Row(NamedTuple):
-    """One row of the segment: its number as a spreadsheet shows it, and its identity exactly as written."""
+#: How a row is named in messages and reports: its number in a one-file segment, ``file:number`` in several parts.
+RowLabel = int | str
 
-    number: int
+
+class Row(NamedTuple):
+    """One row of the segment: its number as a spreadsheet shows it (``file:number`` when the segment has several
+    parts), and its identity exactly as written."""
+
+    number: RowLabel
     identity: str
 
 
+class _RecordTooLong(Exception):
+    """A record longer than :data:`MAX_RECORD`: raised by :class:`_BoundedLines` before it is held whole."""
+
+
+class _NulByte(Exception):
+    """A NUL byte in the file's text: a binary or damaged file, wherever it is."""
+
+
+class _BoundedLines:
+    """The lines of a text stream for the csv module, each read with a bounded ``readline``: a record (the lines
+    since :meth:`next_record`) longer than :data:`MAX_RECORD` raises :class:`_RecordTooLong` with at most twice that
+    much held, whatever the file holds; a NUL raises :class:`_NulByte`.  (A generator: much cheaper per line than
+    a ``__next__`` method.)"""
+
+    def __init__(self, handle: IO[str], limit: int = MAX_RECORD) -> None:
+        self._limit = limit
+        self._read = 0  # characters read so far
+        self._record_start = 0  # ... when the current record began
+        self._lines = self._bounded(handle)
+
+    def next_record(self) -> None:
+        self._record_start = self._read
+
+    def __iter__(self) -> Iterator[str]:
+        return self._lines
+
+    def __next__(self) -> str:
+        return next(self._lines)
+
+    def _bounded(self, handle: IO[str]) -> Iterator[str]:
+        readline, limit = handle.readline, self._limit
+        while line := readline(limit + 1):
+            self._read += len(line)
+            if self._read - self._record_start > limit:
+                raise _RecordTooLong
+            if "\x00" in line:
+                raise _NulByte
+            yield line
+
+
 @dataclass(frozen=True)
-class Segment:
-    """An opened segment export; :meth:`batches` streams its identities."""
+class SegmentFile:
+    """One opened export file (a segment may have several parts); :meth:`batches` streams its identities."""
 
     path: Path
     format: str
@@ -100,6 +161,8 @@ class Segment:
     id_column_recognised: bool
     #: The CSV field separator (``,``, tab or ``;``); unused for other formats.
     delimiter: str = ","
+    #: The CSV starts with Excel's ``sep=`` line (not a row: Excel hides it, so the header is still row 1).
+    separator_line: bool = False
 
     def describe(self) -> str:
         """One line for the log: the file, its format and which column holds the identities."""
@@ -119,15 +182,20 @@ class Segment:
 
     # ------------------------------------------------------------------ CSV
     def _csv_batches(self, size: int) -> Iterator[list[Row]]:
-        csv.field_size_limit(max(csv.field_size_limit(), _MAX_FIELD))
+        csv.field_size_limit(max(csv.field_size_limit(), MAX_RECORD))
         index, width = self.columns.index(self.id_column), len(self.columns)
         number = 1  # the header is row 1
         batch: list[Row] = []
         try:
             with _open_text(self.path, self.compressed) as handle:
-                records = csv.reader(handle, delimiter=self.delimiter, strict=True)
+                lines = _BoundedLines(handle)
+                records = csv.reader(lines, delimiter=self.delimiter, strict=True)
+                if self.separator_line:
+                    next(lines)
                 next(records)  # the header, already read by open_segment
+                lines.next_record()
                 for record in records:
+                    lines.next_record()
                     number += 1
                     if len(record) == width:
                         batch.append(Row(number, record[index]))
@@ -144,6 +212,10 @@ class Segment:
                         batch = []
         except UnicodeDecodeError:
             raise self._not_utf8() from None
+        except _RecordTooLong:
+            raise _too_long(self.path, "row", number + 1) from None
+        except _NulByte:
+            raise _binary(self.path, "row", number + 1) from None
         except csv.Error as exc:
             raise InputError(f"{self.path}: row {number + 1} is not valid CSV: {_first_line(exc)}") from None
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
@@ -156,14 +228,21 @@ class Segment:
     def _not_utf8(self) -> InputError:
         """Find the first row holding a byte that is not UTF-8 (a second pass, only when reading failed)."""
         with _open_text(self.path, self.compressed, errors="surrogateescape") as handle:
-            for number, record in enumerate(csv.reader(handle, delimiter=self.delimiter), start=1):
-                for column, value in enumerate(record):
-                    if _UNDECODABLE.search(value):
-                        name = self.columns[column] if column < len(self.columns) else f"field {column + 1}"
-                        return InputError(
-                            f"{self.path}: row {number} is not UTF-8 text (in column {name!r}); "
-                            "export the segment again as UTF-8"
-                        )
+            lines = _BoundedLines(handle)
+            if self.separator_line:
+                next(lines, None)
+            try:
+                for number, record in enumerate(csv.reader(lines, delimiter=self.delimiter), start=1):
+                    lines.next_record()
+                    for column, value in enumerate(record):
+                        if _UNDECODABLE.search(value):
+                            name = self.columns[column] if column < len(self.columns) else f"field {column + 1}"
+                            return InputError(
+                                f"{self.path}: row {number} is not UTF-8 text (in column {name!r}); "
+                                "export the segment again as UTF-8"
+                            )
+            except (_RecordTooLong, _NulByte, csv.Error):
+                pass
         return InputError(f"{self.path}: is not UTF-8 text; export the segment again as UTF-8")
 
     # ------------------------------------------------------------------ JSON lines
@@ -172,7 +251,7 @@ class Segment:
         number = 0
         try:
             with _open_binary(self.path, self.compressed) as handle:
-                for number, raw in enumerate(handle, start=1):
+                for number, raw in enumerate(_bounded_raw_lines(handle, self.path), start=1):
                     line = _decode_line(raw, self.path, number)
                     if not line.strip():
                         continue
@@ -217,12 +296,123 @@ class Segment:
             raise InputError(f"{self.path}: cannot be read after row {number}: {_first_line(exc)}") from None
 
 
+@dataclass(frozen=True)
+class Segment:
+    """An opened segment: one export file, or several parts read as one (CleverTap splits large exports near
+    100 MB per file).  :meth:`batches` streams the identities of every part in order; in a segment of several
+    parts a row is named ``file:row`` (the file's name, or its path when two parts share a name)."""
+
+    parts: tuple[SegmentFile, ...]
+
+    @property
+    def first(self) -> SegmentFile:
+        return self.parts[0]
+
+    @property
+    def name(self) -> str:
+        """What was read, for messages and the journal's ``runs.segment``: the file, or every part's path."""
+        return " + ".join(str(part.path) for part in self.parts)
+
+    @property
+    def path(self) -> Path:
+        """The (first) file."""
+        return self.first.path
+
+    @property
+    def format(self) -> str:
+        return self.first.format
+
+    @property
+    def compressed(self) -> bool:
+        return self.first.compressed
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.first.columns
+
+    @property
+    def delimiter(self) -> str:
+        return self.first.delimiter
+
+    @property
+    def id_column(self) -> str:
+        return self.first.id_column
+
+    @property
+    def key(self) -> str:
+        return self.first.key
+
+    @property
+    def id_column_recognised(self) -> bool:
+        return self.first.id_column_recognised
+
+    def describe(self) -> str:
+        """One line for the log: the file(s), the format(s) and which column holds the identities."""
+        if len(self.parts) == 1:
+            return self.first.describe()
+        how = "recognised" if self.id_column_recognised else "as asked"
+        kinds = sorted({f"{'gzip-compressed ' if p.compressed else ''}{p.format.upper()}" for p in self.parts})
+        return (
+            f"{len(self.parts)} parts read as one segment ({', '.join(kinds)}): {self.name}; identity column "
+            f"{self.id_column!r} ({how}), keyed as CleverTap {self.key}"
+        )
+
+    def batches(self, size: int = 50_000) -> Iterator[list[Row]]:
+        """Yield the rows of every part in order, ``size`` at most at a time (a batch never spans two parts)."""
+        if len(self.parts) == 1:
+            yield from self.first.batches(size)
+            return
+        labels = self._part_labels()
+        for part, label in zip(self.parts, labels, strict=True):
+            for batch in part.batches(size):
+                yield [Row(f"{label}:{row.number}", row.identity) for row in batch]
+
+    def _part_labels(self) -> list[str]:
+        names = [part.path.name for part in self.parts]
+        if len(set(names)) == len(names):
+            return names
+        return [str(part.path) for part in self.parts]
+
+
 # ====================================================================== opening
-def open_segment(path: Path | str, id_column: str | None = None) -> Segment:
-    """Open ``path``, tell its format and find the identity column.  Raises :class:`InputError` when unusable:
-    missing, a folder, unreadable, empty, binary or not UTF-8, not an export, no (or an ambiguous) identity
-    column."""
-    path = Path(path)
+def open_segment(paths: Path | str | Sequence[Path | str], id_column: str | None = None) -> Segment:
+    """Open a segment: one export file, or several parts read as one segment (each of ``paths`` a file, a folder
+    of parts or a glob pattern, expanded here and sorted).  Tells each part's format and finds the identity column,
+    which every part must share.  Raises :class:`InputError` when unusable: missing, unreadable, empty, binary or
+    not UTF-8, not an export, no (or an ambiguous) identity column, parts that differ."""
+    files = expand_parts([paths] if isinstance(paths, (str, Path)) else list(paths))
+    first = _open_file(files[0], id_column)
+    parts = [first]
+    for path in files[1:]:
+        # the first part's column, by name: the same column, hence the same CleverTap key, in every part
+        parts.append(_open_file(path, id_column or first.id_column, differs_from=first.path))
+    return Segment(tuple(parts))
+
+
+def expand_parts(given: Sequence[Path | str]) -> list[Path]:
+    """The files ``given`` names, in order: a file as it is, a folder as its files (sorted by name; hidden files
+    left out), a glob pattern (``exports/part-*.csv.gz``) as its matches, sorted.  A file named twice is read once."""
+    files: list[Path] = []
+    for item in given:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if not p.name.startswith(".") and not p.is_dir())
+            if not found:
+                raise InputError(f"segment folder {path} holds no file")
+        elif not path.exists() and glob.has_magic(str(item)):
+            found = sorted(Path(p) for p in glob.glob(str(item)) if not Path(p).is_dir())
+            if not found:
+                raise InputError(f"segment pattern {str(item)!r} matches no file")
+        else:
+            found = [path]
+        files.extend(f for f in found if f not in files)
+    if not files:
+        raise InputError("no segment file given: give --segment")
+    return files
+
+
+def _open_file(path: Path, id_column: str | None, differs_from: Path | None = None) -> SegmentFile:
+    """Open one export file; ``differs_from``: the first part, named when this part lacks its identity column."""
     if not path.exists():
         raise InputError(f"segment file {path} does not exist")
     if path.is_dir():
@@ -237,7 +427,7 @@ def open_segment(path: Path | str, id_column: str | None = None) -> Segment:
 
     if head.startswith(_PARQUET_MAGIC):
         columns = _parquet_columns(path)
-        return _with_id_column(path, PARQUET, False, columns, id_column)
+        return _with_id_column(path, PARQUET, False, columns, id_column, differs_from=differs_from)
 
     compressed = head.startswith(_GZIP_MAGIC)
     if compressed:
@@ -259,10 +449,13 @@ def open_segment(path: Path | str, id_column: str | None = None) -> Segment:
             "lines or CSV"
         )
     if start.startswith(b"{"):
-        return _with_id_column(path, JSON_LINES, compressed, _jsonl_columns(path, compressed), id_column)
-    delimiter = _csv_delimiter(path, head)
-    columns = _csv_columns(path, compressed, delimiter)
-    return _with_id_column(path, CSV, compressed, columns, id_column, delimiter)
+        columns = _jsonl_columns(path, compressed)
+        return _with_id_column(path, JSON_LINES, compressed, columns, id_column, differs_from=differs_from)
+    delimiter, separator_line = _csv_dialect(path, head, id_column)
+    columns = _csv_columns(path, compressed, delimiter, separator_line)
+    return _with_id_column(
+        path, CSV, compressed, columns, id_column, delimiter, separator_line=separator_line, differs_from=differs_from
+    )
 
 
 def _with_id_column(
@@ -272,20 +465,27 @@ def _with_id_column(
     columns: tuple[str, ...],
     id_column: str | None,
     delimiter: str = ",",
-) -> Segment:
-    def segment(name: str, key: str, recognised: bool) -> Segment:
+    *,
+    separator_line: bool = False,
+    differs_from: Path | None = None,
+) -> SegmentFile:
+    def segment(name: str, key: str, recognised: bool) -> SegmentFile:
         if columns.count(name) > 1:
             raise InputError(
                 f"{path}: {columns.count(name)} columns are named {name!r}, so which one holds the identities "
                 "cannot be told; rename or remove the others"
             )
-        return Segment(path, fmt, compressed, columns, name, key, recognised, delimiter)
+        return SegmentFile(path, fmt, compressed, columns, name, key, recognised, delimiter, separator_line)
 
     if id_column is not None:
         if id_column not in columns:
             near = [c for c in columns if _loose(c) == _loose(id_column)]
             hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise InputError(f"{path}: no column {id_column!r}{hint}; the columns are {_list_columns(columns)}")
+            other = f", the identity column of {differs_from}" if differs_from else ""
+            raise InputError(
+                f"{path}: no column {id_column!r}{other}{hint}; the columns are {_list_columns(columns)}"
+                + ("; all parts of a segment share one identity column" if differs_from else "")
+            )
         return segment(id_column, _LOOSE_NAMES.get(_loose(id_column), "identity"), recognised=False)
     for name, key in IDENTITY_COLUMNS:
         if name in columns:
@@ -319,7 +519,7 @@ def _refuse_non_exports(path: Path, head: bytes) -> None:
         if head.startswith(magic):
             raise InputError(f"segment file {path} {problem}")
     if b"\x00" in head:
-        raise InputError(f"segment file {path} is binary, not a CSV, JSON lines or Parquet export")
+        raise _binary(path, "line", head[: head.index(b"\x00")].count(b"\n") + 1)
     # A cut at the sniff boundary may split a multi-byte character: decode incrementally and ignore a tail.
     try:
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
@@ -331,16 +531,50 @@ def _refuse_non_exports(path: Path, head: bytes) -> None:
         ) from None
 
 
-def _csv_delimiter(path: Path, head: bytes) -> str:
-    """Comma, unless the header row has none but tabs (or semicolons, as Excel saves in some locales);
-    ``.tsv`` and ``.tab`` files are tab-separated."""
+def _csv_dialect(path: Path, head: bytes, id_column: str | None) -> tuple[str, bool]:
+    """The separator, and whether the file starts with Excel's ``sep=`` line naming it.  Without that line:
+    ``.tsv`` and ``.tab`` files are tab-separated; others are sniffed by :func:`_sniff_delimiter`."""
+    text = head.decode("utf-8", errors="ignore").removeprefix("\ufeff")
+    excel = _EXCEL_SEPARATOR.match(text)
+    if excel:
+        if excel.group(1) not in _DELIMITER_NAMES:
+            raise InputError(
+                f"{path}: the first line names the separator {excel.group(1)!r}; only comma, tab and semicolon "
+                "separated exports are read"
+            )
+        return excel.group(1), True
     if {s.lower() for s in path.suffixes} & {".tsv", ".tab"}:
-        return "\t"
-    header = head.decode("utf-8", errors="ignore").removeprefix("\ufeff").splitlines()[0] if head.strip() else ""
-    for delimiter in (",", "\t", ";"):
-        if delimiter in header:
-            return delimiter
-    return ","
+        return "\t", False
+    return _sniff_delimiter(text, id_column), False
+
+
+def _sniff_delimiter(text: str, id_column: str | None) -> str:
+    """Comma, tab or semicolon, told by the structure of the first rows, not by which character is present (a
+    semicolon file may have a comma inside a header): the separator under which the header holds the identity
+    column, the rows have as many fields as the header, and the header has the most fields; comma on a tie."""
+    lines = text.splitlines(keepends=True)
+    if len(lines) > 1 and not lines[-1].endswith(("\n", "\r")):
+        lines.pop()  # cut at the sniff boundary
+    best, best_score = ",", (False, False, 0)
+    for delimiter in _DELIMITER_NAMES:
+        records = _sample_records(lines[:50], delimiter)
+        header = records[0] if records else []
+        names = [_loose(name) for name in header]
+        has_identity = _loose(id_column) in names if id_column else any(name in _LOOSE_NAMES for name in names)
+        consistent = all(len(record) == len(header) for record in records[1:] if record)
+        score = (has_identity, consistent, len(header))
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def _sample_records(lines: list[str], delimiter: str) -> list[list[str]]:
+    records: list[list[str]] = []
+    try:
+        records.extend(csv.reader(lines, delimiter=delimiter))
+    except csv.Error:
+        pass
+    return records
 
 
 def _gunzip_head(path: Path) -> bytes:
@@ -351,11 +585,18 @@ def _gunzip_head(path: Path) -> bytes:
         raise InputError(f"segment file {path} is a damaged gzip file: {_first_line(exc)}") from None
 
 
-def _csv_columns(path: Path, compressed: bool, delimiter: str) -> tuple[str, ...]:
-    csv.field_size_limit(max(csv.field_size_limit(), _MAX_FIELD))
+def _csv_columns(path: Path, compressed: bool, delimiter: str, separator_line: bool) -> tuple[str, ...]:
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_RECORD))
     try:
         with _open_text(path, compressed) as handle:
-            header = next(csv.reader(handle, delimiter=delimiter, strict=True), None)
+            lines = _BoundedLines(handle)
+            if separator_line:
+                next(lines, None)
+            header = next(csv.reader(lines, delimiter=delimiter, strict=True), None)
+    except _RecordTooLong:
+        raise _too_long(path, "row", 1) from None
+    except _NulByte:
+        raise _binary(path, "row", 1) from None
     except csv.Error as exc:
         raise InputError(f"{path}: the header row cannot be read: {_first_line(exc)}") from None
     except (UnicodeDecodeError, EOFError, zlib.error, OSError) as exc:
@@ -369,7 +610,7 @@ def _jsonl_columns(path: Path, compressed: bool) -> tuple[str, ...]:
     number = 0
     try:
         with _open_binary(path, compressed) as handle:
-            for number, raw in enumerate(handle, start=1):
+            for number, raw in enumerate(_bounded_raw_lines(handle, path), start=1):
                 line = _decode_line(raw, path, number)
                 if line.strip():
                     return tuple(_parse_json_record(line, path, number).keys())
@@ -378,7 +619,19 @@ def _jsonl_columns(path: Path, compressed: bool) -> tuple[str, ...]:
     raise InputError(f"segment file {path} holds no JSON record")
 
 
+def _require_pyarrow(path: Path) -> None:
+    """Parquet support is the optional extra ``distributor[parquet]`` (pyarrow, ~170 MB): say so in one line."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise InputError(
+            f"segment file {path} is Parquet, which needs the optional extra: pip install 'distributor[parquet]' "
+            "(or give the export as CSV or JSON lines)"
+        ) from None
+
+
 def _parquet_columns(path: Path) -> tuple[str, ...]:
+    _require_pyarrow(path)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -421,12 +674,40 @@ def _parquet_texts(column: object, path: Path, number: int) -> list[str | None]:
 
 
 def _open_binary(path: Path, compressed: bool) -> IO[bytes]:
-    return gzip.open(path, "rb") if compressed else path.open("rb")
+    return cast(IO[bytes], gzip.open(path, "rb")) if compressed else path.open("rb")
 
 
 def _open_text(path: Path, compressed: bool, errors: str = "strict") -> io.TextIOWrapper:
     """Text as the csv module wants it: UTF-8 with a leading BOM dropped, line ends untranslated."""
     return io.TextIOWrapper(_open_binary(path, compressed), encoding="utf-8-sig", errors=errors, newline="")
+
+
+def _bounded_raw_lines(handle: IO[bytes], path: Path) -> Iterator[bytes]:
+    """The lines of a JSON lines file, each read with a bounded ``readline``: a line longer than
+    :data:`MAX_RECORD` bytes, or holding a NUL, is refused naming it before more of it is read."""
+    for number in itertools.count(1):
+        raw = handle.readline(MAX_RECORD + 1)
+        if not raw:
+            return
+        if len(raw) > MAX_RECORD:
+            raise _too_long(path, "line", number, "bytes")
+        if b"\x00" in raw:
+            raise _binary(path, "line", number)
+        yield raw
+
+
+def _too_long(path: Path, unit: str, number: int, measure: str = "characters") -> InputError:
+    return InputError(
+        f"{path}: {unit} {number} is longer than {MAX_RECORD:,} {measure}, far beyond any CleverTap profile "
+        "(an unclosed quote, or a damaged file); fix it or export the segment again"
+    )
+
+
+def _binary(path: Path, unit: str, number: int) -> InputError:
+    """A NUL byte, wherever it is: no export holds one, so the file is binary or damaged — refused whole."""
+    return InputError(
+        f"segment file {path} is binary, not a CSV, JSON lines or Parquet export ({unit} {number} holds a NUL byte)"
+    )
 
 
 def _decode_line(raw: bytes, path: Path, number: int) -> str:
@@ -464,10 +745,10 @@ def refuse_unusable(segment: Segment, *, rows: int, members: int, skipped: Mappi
     """After reading ``segment`` whole: refuse a segment without rows, or without one usable identity (most
     likely the wrong column), with the same words for ``run`` and ``plan``."""
     if rows == 0:
-        raise InputError(f"{segment.path}: the segment has no rows (only a header)")
+        raise InputError(f"{segment.name}: the segment has no rows (only a header)")
     if members == 0:
         reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(skipped.items(), key=lambda i: -i[1]))
         raise InputError(
-            f"{segment.path}: no usable identity in column {segment.id_column!r} ({rows} rows: {reasons}); "
+            f"{segment.name}: no usable identity in column {segment.id_column!r} ({rows} rows: {reasons}); "
             "is it the right column? name it with --id-column"
         )

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .config import LEAVERS, MEMBERS
 from .errors import JournalError
 from .journal import DONE, FAILED, PENDING, SENDING, Failure, Journal
 
@@ -79,6 +80,10 @@ class Status:
     last_call_at: str | None
     errors: list[ErrorInfo] = field(default_factory=list)
     previous_runs: list[RunInfo] = field(default_factory=list)
+    #: ``members`` or ``leavers``; for leavers, ``members`` counts the leavers owed a code (the recipients) and
+    #: ``leavers`` says ``owed``, ``done``, ``failed``, ``without_code`` and ``watched`` (the latest segment)
+    deliver_to: str = MEMBERS
+    leavers: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,6 +111,15 @@ def _read(journal: Journal, path: Path, holder: str | None, errors: int, window:
     run = _run_info(latest) if latest is not None else None
     running = holder is not None
     members = journal.state_counts(run.id) if run else {PENDING: 0, SENDING: 0, DONE: 0, FAILED: 0}
+    deliver_to = journal.meta("deliver_to") or MEMBERS
+    leavers = None
+    if deliver_to == LEAVERS:
+        watched = sum(members.values())
+        members = journal.leaver_counts()  # the recipients: the segment's members are only watched
+        leavers = {
+            "owed": sum(members.values()), "done": members[DONE], "failed": members[FAILED],
+            "without_code": members[PENDING] + members[SENDING], "watched": watched,
+        }
     everyone = journal.state_counts()
     calls = journal.call_counts(run.id) if run else {}
     first_call, last_call = journal.call_span(run.id) if run else (None, None)
@@ -155,6 +169,8 @@ def _read(journal: Journal, path: Path, holder: str | None, errors: int, window:
         last_call_at=_iso(last_call) if last_call is not None else None,
         errors=[_error_info(row) for row in journal.recent_failures(errors)] if errors > 0 else [],
         previous_runs=[_run_info(row) for row in journal.recent_runs(_RECENT_RUNS + 1)[1:]],
+        deliver_to=deliver_to,
+        leavers=leavers,
     )
 
 

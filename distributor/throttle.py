@@ -78,8 +78,11 @@ class Throttle:
         history: Iterable[float] = (),
         clock: Callable[[], float] = anyio.current_time,
         wall_clock: Callable[[], float] = time.time,
+        max_pause: float = math.inf,
     ) -> None:
         self.grant = rate
+        #: the longest pause a 429 imposes here; the engine stops the run when the server asks for more
+        self.max_pause = max_pause
         self.margin = default_margin(rate.period) if margin is None else margin
         self.window = rate.period + self.margin
         self._clock = clock
@@ -180,6 +183,7 @@ class Throttle:
         hint = rate.wait_until(self._wall())
         # no hint: wait for one slot of the window to free up
         resume = now + (hint - self._wall() if hint is not None else self.window / max(1, self._allowed))
+        resume = min(resume, now + self.max_pause)
         if resume > self._paused_until:
             self.stats.waits_for_server += 1
             self.stats.seconds_paused += resume - max(now, self._paused_until)

@@ -8,14 +8,15 @@ from dataclasses import dataclass
 
 from .errors import ConfigError
 
-_PERIODS = {
-    "s": 1.0, "sec": 1.0, "second": 1.0,
-    "m": 60.0, "min": 60.0, "minute": 60.0,
-    "h": 3600.0, "hour": 3600.0,
+#: One vocabulary of time units for rates (``100/hr``) and durations (``2hours``): seconds per unit.
+_UNITS = {
+    "ms": 0.001, "msec": 0.001, "millisecond": 0.001, "milliseconds": 0.001,
+    "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
+    "m": 60.0, "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0,
+    "h": 3600.0, "hr": 3600.0, "hrs": 3600.0, "hour": 3600.0, "hours": 3600.0,
 }
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)?\s*$")
 
 
 @dataclass(frozen=True)
@@ -31,17 +32,17 @@ class Rate:
 
     @classmethod
     def parse(cls, text: str | int | float) -> "Rate":
-        """Parse ``"100/min"``, ``"2000/min"``, ``"5/s"``, ``"100/h"``, ``"50/2s"``."""
+        """Parse ``"100/min"``, ``"2000/min"``, ``"5/s"``, ``"100/h"``, ``"100/hr"``, ``"50/2s"``, ``"3/minutes"``."""
         match = _RATE.match(str(text).lower())
         if not match:
             raise ConfigError(
                 f"rate {text!r} is not of the form N/s, N/min or N/h (for example 100/min)"
             )
         number, multiple, unit = match.groups()
-        if unit not in _PERIODS:
-            raise ConfigError(f"rate {text!r}: unknown period {unit!r}; use s, min or h")
+        if unit not in _UNITS or _UNITS[unit] < 1.0:
+            raise ConfigError(f"rate {text!r}: unknown period {unit!r}; use s, min or h (or sec, minute, hour, hr, …)")
         value = float(number)
-        period = _PERIODS[unit] * (float(multiple) if multiple else 1.0)
+        period = _UNITS[unit] * (float(multiple) if multiple else 1.0)
         if value <= 0 or period <= 0:
             raise ConfigError(f"rate {text!r} must be positive")
         if value != int(value):
@@ -70,9 +71,10 @@ class Rate:
 def parse_duration(text: str | int | float) -> float:
     """Parse ``"150ms"``, ``"1.5s"``, ``"2min"``, or a bare number of seconds, into seconds."""
     match = _DURATION.match(str(text).lower())
-    if not match:
-        raise ConfigError(f"duration {text!r} is not of the form 150ms, 2s, 5min or 1h")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    unit = match.group(2) if match else None
+    if not match or (unit is not None and unit not in _UNITS):
+        raise ConfigError(f"duration {text!r} is not of the form 150ms, 2s, 5min or 1h (or sec, minutes, hr, hours, …)")
+    return float(match.group(1)) * (_UNITS[unit] if unit is not None else 1.0)
 
 
 def format_duration(seconds: float) -> str:

@@ -8,12 +8,21 @@ Every answer's ``X-Rate-Limit-*`` headers are handed to an observer (the throttl
 are raised as :class:`ApiError` (Voucherify answered with an error status) or :class:`TransportError` (no usable
 answer: timeout, connection refused or dropped, garbled body).  Nothing here retries: that is policy
 (``retry.py``), applied by the engine.  The app token is sent in a header and appears nowhere else: not in
-exceptions, not in ``repr``, not in logs.
+exceptions, not in ``repr``, not in logs — and a server that echoes it in an error is redacted here, at the
+boundary, before anything else sees the text.
+
+A misbehaving server cannot hang the job or exhaust its memory: ``timeout`` is the deadline of the *whole* call
+(connect, send, headers and body), not of each read, so a body trickled a byte at a time times out; a body longer
+than ``max_body`` bytes (after decompression) is abandoned while streaming.  Rate-limit headers that cannot be
+true (a retry time in milliseconds, more remaining calls than the limit, absurd values) are treated as absent,
+with one warning per kind of nonsense.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,10 +32,20 @@ from urllib.parse import quote
 import anyio
 import httpx
 
-from . import __version__
+from ._version import __version__
 from .config import Credentials
 
 API_VERSION = "v2018-08-01"
+#: The largest answer read (decompressed); a publication is a few kB, a list of ten a few tens of kB.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+#: What a secret echoed by the server is replaced with.
+REDACTED = "***"
+#: Rate-limit hints further away than this are not Unix times in seconds (a billing cycle is at most a month).
+_LONGEST_PLAUSIBLE_HINT = 40 * 86400.0
+#: No Voucherify plan allows more calls than this per window.
+_LARGEST_PLAUSIBLE_LIMIT = 10_000_000
+
+log = logging.getLogger("distributor")
 
 
 @dataclass(frozen=True)
@@ -52,6 +71,31 @@ class RateLimitHeaders:
             limit_type=(headers.get("x-rate-limit-type") or None),
         )
 
+    def plausible(self, now: float) -> tuple[RateLimitHeaders, list[str]]:
+        """These headers without the values that cannot be true, and what was wrong with them (``now``: Unix time).
+
+        A retry time that is not a Unix time in seconds (e.g. milliseconds), a ``Retry-After`` beyond a billing
+        cycle, a limit of zero or of millions, more calls remaining than the limit: treated as absent.
+        """
+        problems: list[str] = []
+        limit, remaining, retry_at, retry_after = self.limit, self.remaining, self.retry_at, self.retry_after
+        if limit is not None and not 0 < limit <= _LARGEST_PLAUSIBLE_LIMIT:
+            problems.append(f"X-Rate-Limit-Limit {limit} is not a plausible limit")
+            limit = remaining = None
+        if remaining is not None and (remaining < 0 or (limit is not None and remaining > limit)):
+            problems.append(f"X-Rate-Limit-Remaining {remaining} is not between 0 and the limit {limit}")
+            limit = remaining = None
+        if retry_at is not None and not now - 86400.0 <= retry_at <= now + _LONGEST_PLAUSIBLE_HINT:
+            problems.append(f"X-Rate-Limit-Retry {retry_at:g} is not a Unix time in seconds near now")
+            retry_at = None
+        if retry_after is not None and retry_after > _LONGEST_PLAUSIBLE_HINT:
+            problems.append(f"Retry-After {retry_after:g}s is not a plausible wait")
+            retry_after = None
+        if not problems:
+            return self, []
+        clean = RateLimitHeaders(limit, remaining, retry_at, retry_after, self.limit_type)
+        return clean, problems
+
     def wait_until(self, now: float) -> float | None:
         """The later of the two hints, as a Unix time, or ``None`` when the answer gave neither."""
         hints = [t for t in (self.retry_at, None if self.retry_after is None else now + self.retry_after) if t]
@@ -72,6 +116,7 @@ class ApiError(Exception):
         resource_type: str | None = None,
         rate: RateLimitHeaders = RateLimitHeaders(),
         endpoint: str = "",
+        location: str | None = None,
     ) -> None:
         super().__init__(f"{endpoint} → {status} {key or ''}: {message}".strip())
         self.status = status
@@ -81,6 +126,9 @@ class ApiError(Exception):
         self.request_id = request_id
         self.resource_type = resource_type
         self.rate = rate
+        self.endpoint = endpoint
+        #: where a 3xx answer points (``Location``)
+        self.location = location
 
     @property
     def description(self) -> str:
@@ -100,6 +148,7 @@ class TransportError(Exception):
         super().__init__(f"{endpoint}: {kind}: {detail}" if endpoint else f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
+        self.endpoint = endpoint
 
 
 @dataclass(frozen=True)
@@ -141,8 +190,13 @@ class VoucherifyClient:
         max_connections: int = 100,
         observer: RateObserver | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_body: int = MAX_BODY_BYTES,
     ) -> None:
         self._observer = observer
+        self._deadline = timeout
+        self._max_body = max_body
+        self._secrets = tuple(secret for secret in (credentials.app_token,) if secret)
+        self._warned: set[str] = set()
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers={
@@ -223,23 +277,87 @@ class VoucherifyClient:
     # ------------------------------------------------------------------ plumbing
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         endpoint = f"{method} {path.split('?')[0]}"
-        sent_at = anyio.current_time()
         try:
-            response = await self._client.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise TransportError("timeout", type(exc).__name__, endpoint=endpoint) from None
-        except httpx.TransportError as exc:
-            raise TransportError("connection", f"{type(exc).__name__}: {exc}", endpoint=endpoint) from None
+            return await self._call_within_deadline(method, path, endpoint, **kwargs)
+        except (ApiError, TransportError) as error:
+            raise self._redacted(error) from None
 
-        rate = RateLimitHeaders.from_headers(response.headers, now=time.time())
-        if self._observer is not None:
-            self._observer(rate, response.status_code, sent_at, anyio.current_time() - sent_at)
-        body = _json_or_none(response)
+    async def _call_within_deadline(self, method: str, path: str, endpoint: str, **kwargs: Any) -> Any:
+        """One request, whose whole exchange (connect, send, headers, body) must end within the deadline."""
+        with anyio.move_on_after(self._deadline) as deadline:
+            response, content = await self._exchange(method, path, endpoint, **kwargs)
+        if deadline.cancelled_caught:
+            raise TransportError("timeout", f"no complete answer within {self._deadline:g}s", endpoint=endpoint)
+        body = _json_or_none(content)
         if response.is_success:
             if body is None:
                 raise TransportError("unexpected body", f"HTTP {response.status_code} without JSON", endpoint=endpoint)
             return body
-        raise _api_error(response, body, rate, endpoint)
+        raise _api_error(response, body, self._rate_of(response), endpoint)
+
+    async def _exchange(self, method: str, path: str, endpoint: str, **kwargs: Any) -> tuple[httpx.Response, bytes]:
+        sent_at = anyio.current_time()
+        try:
+            async with self._client.stream(method, path, **kwargs) as response:
+                if self._observer is not None:
+                    self._observer(self._rate_of(response), response.status_code, sent_at, anyio.current_time() - sent_at)
+                content = await self._read_capped(response, endpoint)
+        except httpx.TimeoutException as exc:
+            raise TransportError("timeout", type(exc).__name__, endpoint=endpoint) from None
+        except httpx.TransportError as exc:
+            raise TransportError("connection", f"{type(exc).__name__}: {exc}", endpoint=endpoint) from None
+        return response, content
+
+    async def _read_capped(self, response: httpx.Response, endpoint: str) -> bytes:
+        """The body, read as it streams in, abandoned as soon as it exceeds ``max_body`` bytes."""
+        declared = _int(response.headers.get("content-length"))
+        if declared is not None and declared > self._max_body:
+            raise TransportError("oversized answer", f"{declared} bytes announced, at most {self._max_body} read", endpoint=endpoint)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self._max_body:
+                raise TransportError("oversized answer", f"more than {self._max_body} bytes", endpoint=endpoint)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _rate_of(self, response: httpx.Response) -> RateLimitHeaders:
+        """The answer's rate-limit headers, without the implausible ones (one warning per kind of nonsense)."""
+        rate, problems = RateLimitHeaders.from_headers(response.headers, now=time.time()).plausible(time.time())
+        for problem in problems:
+            kind = problem.split(" ", 1)[0]
+            if kind not in self._warned:
+                self._warned.add(kind)
+                log.warning("ignoring an implausible rate-limit header: %s", self._redact(problem))
+        return rate
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def _redacted(self, error: ApiError | TransportError) -> ApiError | TransportError:
+        """The same error with every secret the server may have echoed replaced by ``***``."""
+        if not self._secrets:
+            return error
+        if isinstance(error, TransportError):
+            return TransportError(error.kind, self._redact(error.detail), endpoint=self._redact(error.endpoint))
+        text = self._redact_or_none
+        return ApiError(
+            error.status,
+            key=text(error.key),
+            message=self._redact(error.message),
+            details=text(error.details),
+            request_id=text(error.request_id),
+            resource_type=text(error.resource_type),
+            rate=error.rate,
+            endpoint=error.endpoint,
+            location=text(error.location),
+        )
+
+    def _redact_or_none(self, text: str | None) -> str | None:
+        return None if text is None else self._redact(text)
 
 
 def _api_error(response: httpx.Response, body: Any, rate: RateLimitHeaders, endpoint: str) -> ApiError:
@@ -254,6 +372,7 @@ def _api_error(response: httpx.Response, body: Any, rate: RateLimitHeaders, endp
         resource_type=_str_or_none(fields.get("resource_type")),
         rate=rate,
         endpoint=endpoint,
+        location=response.headers.get("location") if response.is_redirect else None,
     )
 
 
@@ -275,10 +394,10 @@ def _publication(data: Any, endpoint: str) -> Publication:
     )
 
 
-def _json_or_none(response: httpx.Response) -> Any:
+def _json_or_none(content: bytes) -> Any:
     try:
-        return response.json()
-    except ValueError:
+        return json.loads(content)
+    except (ValueError, RecursionError):
         return None
 
 

@@ -13,8 +13,13 @@ from conftest import codes_saved, make_config, read_codes, run, start_job, wait_
 from distributor.cli import main
 from distributor.journal import Journal
 
-REPORTS = ("codes.csv", "codes.manifest.json", "codes.errors.csv", "codes.skipped.csv", "codes.new.csv",
-           "codes.left.csv")
+REPORTS = ("codes.csv", "codes.manifest.json", "codes.errors.csv", "codes.skipped.csv", "codes.left.csv")
+
+
+def delta_of(folder: Path, stem: str = "codes") -> Path:
+    """The one delta file (``<stem>.new.<date>.run<N>.csv``) in ``folder``."""
+    (delta,) = folder.glob(f"{stem}.new.*.run*.csv")
+    return delta
 
 
 def invoke(*args: str, env: dict[str, str] | None = None):
@@ -31,19 +36,21 @@ def test_export_rewrites_exactly_what_the_run_wrote(tmp_path: Path, sandbox) -> 
     config = make_config(tmp_path, server, segment, property="reactivation_code")
     run(config)
     folder = config.output.parent
-    written = {name: (folder / name).read_bytes() for name in REPORTS}
-    for name in REPORTS:
+    delta = delta_of(folder)
+    names = (*REPORTS, delta.name)
+    written = {name: (folder / name).read_bytes() for name in names}
+    for name in names:
         (folder / name).unlink()
     calls = len(server.sandbox.arrivals)
 
     result = invoke("export", "--state", str(config.journal_path))
 
     assert result.exit_code == 0, result.output
-    assert {name: (folder / name).read_bytes() for name in REPORTS} == written
+    assert {name: (folder / name).read_bytes() for name in names} == written
     assert result.stdout.splitlines() == [
         f"exported from {config.journal_path} (run 1)",
         f"  codes     {folder / 'codes.csv'} (9 codes) + codes.manifest.json",
-        f"  new       {folder / 'codes.new.csv'} (9 codes since the last finished run)",
+        f"  delta     {delta} (9 codes published after run 0, through run 1)",
         f"  left      {folder / 'codes.left.csv'} (0 members no longer in the segment)",
         f"  errors    {folder / 'codes.errors.csv'} (1 members)",
         f"  skipped   {folder / 'codes.skipped.csv'} (3 rows)",
@@ -66,7 +73,7 @@ def test_the_output_can_be_elsewhere_and_the_column_renamed(tmp_path: Path, sand
 
     assert (as_run.exit_code, renamed.exit_code) == (0, 0)
     report = json.loads(renamed.stdout)
-    assert report["codes"] == 3 and report["files"]["new"] == str(snapshot.with_name("snapshot.new.csv"))
+    assert report["codes"] == 3 and report["files"]["delta"] == str(delta_of(snapshot.parent, "snapshot"))
     assert read_codes(snapshot)[0] == ["objectId", "winback_code"]  # the journal's key; the column renamed
     manifest = json.loads(snapshot.with_name("snapshot.manifest.json").read_text())
     assert list(manifest["columns"]) == ["objectId", "winback_code"]
@@ -102,7 +109,7 @@ def test_export_mid_run_writes_a_consistent_snapshot_and_leaves_the_run_alone(tm
         wait_for(lambda: codes_saved(journal_path) >= 20)
         result = invoke("export", "--state", str(journal_path), "--output", str(snapshot))
         _, mid_run = read_codes(snapshot)
-        _, new_mid_run = read_codes(snapshot.with_name("codes.new.csv"))
+        _, new_mid_run = read_codes(delta_of(snapshot.parent))
         wait_for(lambda: codes_saved(journal_path) >= len(mid_run) + 10)  # the run went on publishing
     finally:
         process.send_signal(signal.SIGTERM)

@@ -29,6 +29,27 @@ def test_bad_rates_say_what_is_expected(text: str) -> None:
         Rate.parse(text)
 
 
+@pytest.mark.parametrize(
+    ("word", "seconds"),
+    [("s", 1.0), ("sec", 1.0), ("secs", 1.0), ("second", 1.0), ("seconds", 1.0),
+     ("m", 60.0), ("min", 60.0), ("mins", 60.0), ("minute", 60.0), ("minutes", 60.0),
+     ("h", 3600.0), ("hr", 3600.0), ("hrs", 3600.0), ("hour", 3600.0), ("hours", 3600.0)],
+)
+def test_rates_and_durations_share_one_vocabulary(word: str, seconds: float) -> None:
+    assert Rate.parse(f"100/{word}") == Rate(100, seconds)
+    assert Rate.parse(f"100/2{word}") == Rate(100, 2 * seconds)
+    assert parse_duration(f"3{word}") == 3 * seconds
+    assert parse_duration(f"3 {word.upper()}") == 3 * seconds
+
+
+def test_a_rate_per_millisecond_is_refused_but_a_duration_in_them_is_fine() -> None:
+    with pytest.raises(ConfigError, match="unknown period 'ms'"):
+        Rate.parse("5/ms")
+    assert parse_duration("250 milliseconds") == pytest.approx(0.25)
+    with pytest.raises(ConfigError, match="150ms, 2s, 5min or 1h"):
+        parse_duration("3 fortnights")
+
+
 def test_headroom_leaves_part_of_the_grant_to_the_shop() -> None:
     config = JobConfig.load(None, {**BASE, "rate_limit": "100/min", "headroom": 0.2}, ENV)
     assert config.budget == Rate(80, 60.0)
@@ -50,7 +71,7 @@ def test_flags_beat_the_job_file_and_paths_are_relative_to_it(tmp_path: Path) ->
 
     config = JobConfig.load(job, {"rate_limit": "50/min", "campaign": None}, ENV)
 
-    assert config.segment == tmp_path / "data" / "s.csv"
+    assert config.segment == (tmp_path / "data" / "s.csv",)
     assert config.output == jobs / "out" / "c.csv"
     assert config.rate_limit == Rate(50, 60.0)
     assert config.campaign == "camp_1"
@@ -111,11 +132,14 @@ def test_property_names_clevertap_would_refuse_or_misread(name: str) -> None:
         JobConfig.load(None, {**BASE, "property": name}, ENV)
 
 
-def test_publication_source_ids_are_deterministic_per_distribution_and_customer() -> None:
-    a = publication_source_id("camp_1", "000123")
-    assert a == publication_source_id("camp_1", "000123")
-    assert a != publication_source_id("camp_1", "123")
-    assert a != publication_source_id("spring-2027", "000123")
+def test_publication_source_ids_are_deterministic_per_distribution_campaign_and_customer() -> None:
+    a = publication_source_id("camp_1", "camp_1", "000123")
+    assert a == publication_source_id("camp_1", "camp_1", "000123")
+    assert a != publication_source_id("camp_1", "camp_1", "123")
+    assert a != publication_source_id("spring-2027", "camp_1", "000123")
+    # one distribution name for two campaigns: two keys (Voucherify would otherwise answer duplicate_source_id)
+    assert a != publication_source_id("camp_1", "camp_2", "000123")
     assert a.startswith("camp-1-") and len(a) <= 80
     # the separator keeps ("ab", "c") and ("a", "bc") apart
-    assert publication_source_id("ab", "c").split("-")[-1] != publication_source_id("a", "bc").split("-")[-1]
+    assert publication_source_id("ab", "x", "c").split("-")[-1] != publication_source_id("a", "x", "bc").split("-")[-1]
+    assert publication_source_id("d", "ab", "c").split("-")[-1] != publication_source_id("d", "a", "bc").split("-")[-1]

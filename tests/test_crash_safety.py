@@ -39,7 +39,7 @@ def seed(config: JobConfig, server, points: dict[str, str]) -> None:
             publication = await client.publish(
                 campaign=CAMPAIGN_ID,
                 customer_source_id=identity,
-                source_id=publication_source_id(CAMPAIGN_ID, identity),
+                source_id=publication_source_id(CAMPAIGN_ID, CAMPAIGN_ID, identity),
                 metadata={"distribution": CAMPAIGN_ID},
             )
             return publication.code
@@ -53,7 +53,10 @@ def seed(config: JobConfig, server, points: dict[str, str]) -> None:
             point = points[member.identity]
             if point == "pending":
                 continue
-            journal.log_call(run_id, "publish", member.id)  # committed before the call, as the engine does
+            # committed before the call with the member's key, as the engine does
+            journal.log_call(
+                run_id, "publish", member.id, source_id=publication_source_id(CAMPAIGN_ID, CAMPAIGN_ID, member.identity)
+            )
             if point in ("after_call", "after_save"):
                 code = anyio.run(publish, member.identity, backend="asyncio")
                 if point == "after_save":

@@ -9,35 +9,40 @@ import pytest
 
 from distributor.errors import EXIT_MEMBER_FAILURES, EXIT_OK, EXIT_STOPPED
 from distributor.journal import Journal
+from distributor.sandbox.world import SandboxConfig
 from distributor.units import Rate
 
-from conftest import SAMPLE_SEGMENT, held_codes, make_config, read_codes, run, write_segment
+from conftest import SAMPLE_SEGMENT, SANDBOX_ENV, held_codes, make_config, read_codes, run, write_segment
+from virtual import VIRTUAL_URL, run_virtual
 
 
 def ids(n: int, prefix: str = "cust-") -> list[str]:
     return [f"{prefix}{i:05d}" for i in range(n)]
 
 
-def test_every_member_gets_the_code_voucherify_holds_for_them_within_the_rate(tmp_path: Path, sandbox) -> None:
+def test_every_member_gets_the_code_voucherify_holds_for_them_within_the_rate(tmp_path: Path) -> None:
     """The sample segment, with a long latency tail, 5xx and lost answers, at a rate the sandbox enforces."""
-    server = sandbox(
-        rate_limit=Rate(100, 5.0), latency_median=0.02, latency_p99=0.3, error_rate=0.03, lost_answer_rate=0.03
+    plan = SandboxConfig(
+        rate_limit=Rate(100, 5.0), latency_median=0.02, latency_p99=0.3, error_rate=0.03, lost_answer_rate=0.03,
+        seed=1,
     )
-    config = make_config(tmp_path, server, SAMPLE_SEGMENT, rate_limit="100/5s", property="reactivation_code")
+    config = make_config(tmp_path, None, SAMPLE_SEGMENT, api_url=VIRTUAL_URL, rate_limit="100/5s",
+                         property="reactivation_code")
 
-    result = run(config)
+    virtual = run_virtual(config, plan)
 
+    result, world = virtual.result, virtual.sandbox
     assert result.exit_code == EXIT_OK, result.message
     header, codes = read_codes(config.output)
     assert header == ["identity", "reactivation_code"]
-    held = held_codes(server)
     # every member holds exactly one code, and the CSV shows exactly that code
     assert len(codes) == 285
-    assert {identity: {code} for identity, code in codes.items()} == held
+    assert {identity: {code} for identity, code in codes.items()} == world.codes_held("reactivation-20")
     # the server never counted more calls than granted in any window of the period
-    assert server.sandbox.max_in_window() <= 100
-    stats = server.sandbox.stats()
+    assert world.max_in_window() <= 100
+    stats = world.stats()
     assert stats["rate_limited"] == 0
+    assert stats["lost_answer"] > 0 and stats["fault_5xx"] > 0  # the faults did happen
     assert result.summary["calls"]["total"] == stats["arrivals"]
 
 
@@ -200,21 +205,24 @@ def test_the_journal_holds_every_members_state_and_code(tmp_path: Path, sandbox)
     assert result.stats.skipped == {"empty": 1, "placeholder": 1, "duplicate": 1}
 
 
-def test_the_embedded_sandbox_runs_the_demo_job(tmp_path: Path) -> None:
-    import anyio
+def test_the_demo_job_as_shipped_gives_every_member_the_code_voucherify_holds(tmp_path: Path) -> None:
+    """jobs/demo.toml at its own pace, against a sandbox with its own [sandbox] table, on the virtual clock.
 
+    (The embedded sandbox itself, as a user runs it, is exercised by test_cli_run's real command.)"""
     from distributor.config import JobConfig
-    from distributor.engine import Distribution
+    from distributor.sandbox.embedded import sandbox_config
 
     job = Path(__file__).resolve().parents[1] / "jobs" / "demo.toml"
-    config = JobConfig.load(job, {"output": tmp_path / "demo.csv"}, {})
-    distribution = Distribution(config)
+    shipped = JobConfig.load(job, {"output": tmp_path / "demo.csv"}, {})
+    options = {k: v for k, v in shipped.sandbox.items() if k != "_base"}
+    options.setdefault("rate_limit", str(shipped.rate_limit))
+    config = JobConfig.load(job, {"output": tmp_path / "demo.csv", "api_url": VIRTUAL_URL}, SANDBOX_ENV)
 
-    result = anyio.run(distribution.run, backend="asyncio")
+    virtual = run_virtual(config, sandbox_config(options))
 
-    assert result.exit_code == EXIT_OK
+    assert virtual.result.exit_code == EXIT_OK
     header, codes = read_codes(config.output)
     assert header == ["identity", "reactivation_code"]
     assert len(codes) == 285
-    assert {i: {c} for i, c in codes.items()} == distribution.sandbox.codes_held("reactivation-20")
-    assert distribution.sandbox.max_in_window(period=60.0) <= 1200
+    assert {i: {c} for i, c in codes.items()} == virtual.sandbox.codes_held("reactivation-20")
+    assert virtual.sandbox.max_in_window(period=60.0) <= 1200

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from distributor.errors import JournalError, JournalLocked
-from distributor.journal import Journal
+from distributor.journal import SCHEMA_VERSION, Journal
 
 
 def load(journal: Journal, run: int, identities: list[str], start_row: int = 2):
@@ -111,3 +111,38 @@ def test_a_file_that_is_not_a_journal_is_refused(tmp_path: Path) -> None:
     sqlite3.connect(other).execute("CREATE TABLE x (y)").connection.commit()
     with pytest.raises(JournalError, match="not a distributor journal"):
         Journal.open(other, readonly=True)
+
+
+def test_a_schema_2_journal_keeps_each_called_members_old_key_and_serves_exhausted_members_again(
+    tmp_path: Path,
+) -> None:
+    """MIGRATION(h1-voucherify): members.source_id holds the key of the calls already made; members failed only
+    because transient retries ran out are served again by the next run (no --retry-failed)."""
+    from distributor.config import publication_source_id_v1
+
+    path = tmp_path / "j.sqlite"
+    with Journal.open(path) as journal:
+        run = journal.start_run("s.csv")
+        load(journal, run, ["called", "never", "exhausted", "refused"])
+        journal.set_meta(distribution="spring")
+        members = {m.identity: m for m in journal.work(run, after_seq=0, limit=10)}
+        for name in ("called", "exhausted", "refused"):
+            journal.log_call(run, "publish", members[name].id)
+        journal.fail(members["exhausted"].id, status=None, key="retries_exhausted:timeout", message="gave up",
+                     request_id=None)
+        journal.fail(members["refused"].id, status=400, key="invalid_customer", message="no", request_id="v-1")
+    with sqlite3.connect(path) as db:  # what schema 2 looked like
+        db.execute("ALTER TABLE members DROP COLUMN source_id")
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+
+    with Journal.open(path) as journal:
+        keys = {identity: journal.member(identity)["source_id"] for identity in ("called", "never", "exhausted")}
+        assert keys == {"called": publication_source_id_v1("spring", "called"), "never": None,
+                        "exhausted": publication_source_id_v1("spring", "exhausted")}
+        assert journal.member("exhausted")["state"] == "sending"
+        assert journal.member("refused")["state"] == "failed"  # a definite refusal stays failed
+        assert [m.identity for m in journal.work(run, after_seq=0, limit=10)] == ["called", "never", "exhausted"]
+        assert journal.meta("schema_version") == str(SCHEMA_VERSION)
+        # a key, once stored, is never replaced
+        journal.log_call(run, "publish", journal.member("called")["id"], source_id="another-key")
+        assert journal.member("called")["source_id"] == publication_source_id_v1("spring", "called")

@@ -70,3 +70,23 @@ def test_backoff_is_capped_full_jitter() -> None:
         assert all(0.0 <= wait <= ceiling for wait in sample)
         assert max(sample) > 0.8 * ceiling  # full jitter spreads over the whole range
         assert min(sample) < 0.2 * ceiling
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_stops_the_run_naming_the_api_url(status: int) -> None:
+    error = ApiError(status, key=None, message="Moved", endpoint="POST /v1/publications", location="https://x/v1")
+    decision = decide(error, campaign="c")
+    assert decision.action is Action.STOP and decision.reason == "redirected"
+    assert "--api-url" in decision.message and "https://x/v1" in decision.message
+
+
+def test_a_pause_longer_than_max_pause_stops_the_run_with_the_time_to_resume() -> None:
+    now = 1_800_000_000.0
+    day = api(429, limit_type="api_calls", retry_after=86400.0)
+    decision = decide(day, campaign="c", now=now, max_pause=900.0)
+    assert decision.action is Action.STOP and decision.reason == "long_pause"
+    assert decision.not_before == now + 86400.0 and "--max-pause 15min" in decision.message
+    # within the bound: wait (the throttle pauses); the billing cycle keeps its own message
+    assert decide(api(429, retry_after=600.0), campaign="c", now=now, max_pause=900.0).action is Action.RETRY
+    cycle = decide(api(429, limit_type="api_calls_cycle", retry_after=86400.0 * 10), campaign="c", now=now)
+    assert cycle.reason == "quota_spent"

@@ -139,7 +139,8 @@ def distribute(segment_path: Path, folder: Path) -> tuple[dict[str, str], list[t
     codes = dict(body)  # type: ignore[arg-type]
     assert len(codes) == len(body), "an identity appears twice in the CSV"
     with skipped_path.open(newline="", encoding="utf-8") as handle:
-        report = [(int(r), v, reason) for r, v, reason, _ in list(csv.reader(handle))[1:]]
+        # the report neutralises formula-like values with a leading ' (outputs.for_people); dropping it recovers them
+        report = [(int(r), v.removeprefix("'"), reason) for r, v, reason, _ in list(csv.reader(handle))[1:]]
     return codes, report
 
 

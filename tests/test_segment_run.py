@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from conftest import SANDBOX_ENV, held_codes, make_config, read_codes, run
 from distributor.cli import main
 from distributor.errors import EXIT_OK
+from distributor.outputs import for_people
 
 #: Valid identities a careless reader would change: each must reach Voucherify and the CSV byte for byte.
 TRICKY = ["000123", "+4915112345678", "=1+1", "@home", "-5", " padded ", "a,b", 'say "hi"', "two\nlines", "Zoë",
@@ -49,8 +50,8 @@ def test_tricky_identities_reach_voucherify_and_the_csv_exactly_and_bad_rows_are
     assert report[0] == ["row", "value", "reason", "explanation"]
     first_invalid_row = 2 + len(TRICKY)
     assert [(int(r[0]), r[1], r[2]) for r in report[1:]] == [
-        (first_invalid_row + i, value, reason) for i, (value, reason) in enumerate(INVALID)
-    ]
+        (first_invalid_row + i, for_people(value), reason) for i, (value, reason) in enumerate(INVALID)
+    ]  # a report for people: "-1" shows as "'-1", never as a formula
     assert report[-1][3] == "appears earlier in the segment; published once (first at row 11)"
     assert result.summary["skipped"] == {
         "total": 8, "by_reason": {"empty": 2, "too_long": 1, "placeholder": 3, "duplicate": 2},
@@ -104,7 +105,7 @@ def refused(tmp_path: Path, server, segment: Path, *extra: str) -> str:
 def test_a_binary_file_is_refused(tmp_path: Path, sandbox) -> None:
     segment = tmp_path / "segment.csv"
     segment.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
-    assert refused(tmp_path, sandbox(), segment).endswith("is binary, not a CSV, JSON lines or Parquet export")
+    assert refused(tmp_path, sandbox(), segment).endswith("is binary, not a CSV, JSON lines or Parquet export (line 3 holds a NUL byte)")
 
 
 def test_no_identity_column_names_the_columns_found(tmp_path: Path, sandbox) -> None:

@@ -1,6 +1,6 @@
 """A distribution rerun daily with a fresh segment export (CleverTap: "deliver codes when a customer enters a
 segment"): only newcomers are published to, members who left are reported and never touched, and
-``<output>.new.csv`` holds what to upload that day."""
+each run's delta ``<output>.new.<date>.run<N>.csv`` holds what to upload."""
 
 from __future__ import annotations
 
@@ -36,6 +36,12 @@ def run_day(job: Path, members: list[str]):
     return CliRunner().invoke(main, ["run", str(job)], env=SANDBOX_ENV, catch_exceptions=False)
 
 
+def delta(out: Path, run: int) -> Path:
+    """Run ``run``'s delta file (asserting there is exactly one)."""
+    (path,) = out.glob(f"referral.new.*.run{run}.csv")
+    return path
+
+
 def rows(path: Path) -> list[list[str]]:
     with path.open(newline="", encoding="utf-8") as handle:
         return list(csv.reader(handle))
@@ -55,7 +61,7 @@ def test_a_daily_rerun_publishes_only_to_newcomers_and_reports_who_left(tmp_path
     day2_customers = {a.customer for a in server.sandbox.arrivals[arrivals_day1:] if a.kind == "publish"}
     assert day2_customers == set(ids(30, 45))  # nobody else was called, least of all who left
     _, everyone = read_codes(out / "referral.csv")
-    header, new = read_codes(out / "referral.new.csv")
+    header, new = read_codes(delta(out, 2))
     assert header == ["identity", "referral_code"]
     assert new == {identity: everyone[identity] for identity in ids(30, 45)}
     assert len(everyone) == 45 and all(everyone[i] == c for i, c in codes_day1.items())
@@ -67,11 +73,14 @@ def test_a_daily_rerun_publishes_only_to_newcomers_and_reports_who_left(tmp_path
                                          "new_codes_since_run": 1}
     assert summary["members"]["published"] == 15 and summary["members"]["already_held"] == 20
     assert "  left segment  10 (not touched; see " in day2.stdout
-    assert f"  new codes     {out / 'referral.new.csv'} (15 since the last finished run)" in day2.stdout
+    assert summary["upload"]["codes"] == str(delta(out, 2))
+    assert f"  upload        {delta(out, 2)} (15 codes) with {out / 'referral.manifest.json'}" in day2.stdout
 
-    day3 = run_day(job, ids(10, 45))  # nothing changed: nothing to upload
+    day3 = run_day(job, ids(10, 45))  # nothing changed: nothing to upload, and no earlier delta touched
     assert day3.exit_code == 0
-    assert rows(out / "referral.new.csv") == [["identity", "referral_code"]]
+    assert not list(out.glob("referral.new.*.run3.csv"))
+    assert read_codes(delta(out, 2))[1] == new
+    assert "  upload        nothing new (no code published since the last delta file)" in day3.stdout
     assert len(rows(out / "referral.left.csv")) == 11
 
 
@@ -82,16 +91,18 @@ def test_a_day_interrupted_then_resumed_uploads_all_its_newcomers(tmp_path: Path
     assert run_day(job, ids(0, 20)).exit_code == 0
 
     stopped = run_day(job, ids(0, 40))
-    _, partial = read_codes(out / "referral.new.csv")
+    _, partial = read_codes(delta(out, 2))
     server.sandbox.config.cycle_quota = None  # the next billing cycle
     resumed = run_day(job, ids(0, 40))
 
     assert stopped.exit_code == 3 and "quota for this billing cycle is spent" in stopped.stdout
     assert 0 < len(partial) < 20
     assert resumed.exit_code == 0
-    _, new = read_codes(out / "referral.new.csv")
-    assert set(new) == set(ids(20, 40))  # both runs of the day, not just the last one
-    assert all(new[i] == c for i, c in partial.items())
+    _, rest = read_codes(delta(out, 3))
+    assert read_codes(delta(out, 2))[1] == partial  # the resumed run left the stopped run's delta alone
+    assert set(partial) | set(rest) == set(ids(20, 40)) and not set(partial) & set(rest)  # both runs of the day
+    _, everyone = read_codes(out / "referral.csv")
+    assert {**partial, **rest} == {i: everyone[i] for i in ids(20, 40)}
 
 
 def test_an_overlapping_run_refuses_with_exit_3_and_touches_nothing(tmp_path: Path, sandbox) -> None:

@@ -191,3 +191,13 @@ def test_a_call_overtaken_by_later_calls_is_no_false_alarm() -> None:
         return throttle
 
     assert run_virtual(main).allowed == 100
+
+
+def test_a_429_never_pauses_longer_than_max_pause() -> None:
+    async def main() -> tuple[float, float]:
+        throttle = Throttle(Rate(100, 60.0), wall_clock=wall, max_pause=900.0)
+        throttle.observe(RateLimitHeaders(retry_after=86400.0), 429)
+        return throttle.paused_until, asyncio.get_running_loop().time()
+
+    paused_until, now = run_virtual(main)  # type: ignore[misc]
+    assert paused_until == pytest.approx(now + 900.0)

@@ -2,8 +2,8 @@
 
 A campaign says how codes are made (``AUTO_UPDATE`` generates one per publication, ``STATIC`` hands out a fixed
 pool), whether a customer may hold several (``join_once``), and what the voucher is worth (a discount, a gift
-balance or a loyalty card). See ``/work/shared/reference/voucherify-api.md`` and the schemas ``CampaignBase``
-and ``VoucherBase`` in ``../shared/contracts/``.
+balance or a loyalty card). See Voucherify's campaign documentation and the schemas ``CampaignBase``
+and ``VoucherBase`` of its official OpenAPI files.
 
 Campaigns can be written in a TOML file, one ``[[campaign]]`` table each::
 

@@ -7,8 +7,8 @@ Every request goes through two steps, so that the HTTP layer (``app.py``) can sl
 2. After sleeping ``ticket.latency``, one operation (:meth:`Sandbox.publish`, :meth:`Sandbox.list_publications`,
    :meth:`Sandbox.get_campaign` or :meth:`Sandbox.not_found`) answers it and completes the arrival.
 
-Facts about Voucherify cited below come from ``/work/shared/reference/voucherify-api.md`` ("the reference") and
-the official OpenAPI files in ``/work/shared/contracts/`` ("the spec").
+Facts about Voucherify cited below come from Voucherify's API documentation ("the reference") and its official
+OpenAPI files (voucherifyio/voucherify-openapi, "the spec"); the tests check the answers against those files.
 
 All state sits behind one ``threading.Lock``: the server runs in its own thread while tests inspect the state
 from theirs. Everything random (latency, faults, codes, ids) comes from one ``random.Random(config.seed)``.
@@ -831,6 +831,30 @@ class Sandbox:
     def publication_for_source_id(self, source_id: str) -> Publication | None:
         with self._lock:
             return self._publication_by_source.get(source_id)
+
+    def alter_publication(
+        self, source_id: str, *, code: str | None = None, customer_source_id: str | None = None
+    ) -> None:
+        """Change what the project holds under a publication ``source_id``, as a person editing Voucherify by hand
+        (or another tool) might: another ``code``, or another customer.  A test control for ``distributor verify``,
+        which must find such a difference (KeyError: no publication under ``source_id``)."""
+        with self._lock:
+            original = self._publication_by_source[source_id]
+            changed = original
+            if code is not None:
+                self._vouchers.setdefault(code, _Voucher(self._new_id("v_", 24), code, original.campaign_id, original.created_at))
+                changed = replace(changed, code=code, voucher_id=self._vouchers[code].id)
+            if customer_source_id is not None:
+                known = self._customer_by_source.get(customer_source_id)
+                customer = self._upsert_customer({"source_id": customer_source_id}, known)
+                changed = replace(changed, customer_id=customer.id, customer_source_id=customer.source_id)
+            self._publications[self._publications.index(original)] = changed
+            self._publication_by_source[source_id] = changed
+
+    def delete_publication(self, source_id: str) -> None:
+        """Forget the publication under ``source_id`` (a test control for ``distributor verify``)."""
+        with self._lock:
+            self._publications.remove(self._publication_by_source.pop(source_id))
 
     def codes_held(self, campaign_id_or_name: str) -> dict[str, set[str]]:
         """Customer source_id → the codes of this campaign published to them (KeyError: no such campaign)."""
