@@ -40,11 +40,12 @@ def written_files(config: JobConfig) -> list[Path]:
 
 
 def _refuse_overwriting_the_segment(config: JobConfig) -> None:
-    segment = _real(config.segment)
+    parts = {_real(part): part for part in config.segment}
     for path in written_files(config):
-        if _real(path) == segment:
+        part = parts.get(_real(path))
+        if part is not None:
             raise ConfigError(
-                f"{path} is the segment {config.segment}: the run would overwrite the export; "
+                f"{path} is the segment {part}: the run would overwrite the export; "
                 "give another --output (or --state)"
             )
 
