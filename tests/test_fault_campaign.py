@@ -61,7 +61,7 @@ def test_the_campaigns_check_catches_a_wrong_a_missing_an_unknown_and_a_second_c
     output = campaign.targets[0].output
     rows = _read_rows(output)
     rows = [[identity, "WRONG-CODE" if identity == first else code] for identity, code in rows if identity != second]
-    _write_rows(output, rows + [["stranger", "REACT-STRANGER"]])
+    _write_rows(output, [*rows, ["stranger", "REACT-STRANGER"]])
     with SandboxServer(campaign.sandbox) as server:  # a second publication for a member, under another source_id
         answer = httpx.post(
             f"{server.url}/v1/publications",

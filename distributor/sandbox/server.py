@@ -19,7 +19,7 @@ from .world import Sandbox, SandboxConfig
 
 #: How long to wait for the server thread to start, or to finish its requests when stopping.
 _START_TIMEOUT = 10.0
-_STOP_TIMEOUT = 5.0
+_STOP_TIMEOUT = 5  # whole seconds: uvicorn's timeout_graceful_shutdown is an int
 
 
 class _QuietDrops(logging.Filter):
