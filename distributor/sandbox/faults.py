@@ -66,7 +66,7 @@ _TIMED_FAULTS = ("stall_run", "stall_server", "outage")
 PROGRESS_TIMEOUT = 60.0
 #: How many times the final resume is run again while it stops resumably (exit 3) with only the base faults on.
 FINAL_RESUMES = 3
-#: How long the final resume may take, per member, at the least.
+#: Seconds one final resume may take at the least (a large segment gets 4 × its members' time at the budget).
 FINAL_TIMEOUT = 120.0
 _POLL = 0.02
 _SHOWN_VIOLATIONS = 30
