@@ -78,6 +78,20 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def _clevertap_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """h7-clevertap: where and how the codes are pushed to CleverTap (run and push)."""
+    options = [
+        click.option("--clevertap", help="Push the codes to CleverTap: a region (eu1, in1, sg1, us1, aps3, mec1), a URL, or 'sandbox'. Keys: CLEVERTAP_ACCOUNT_ID, CLEVERTAP_PASSCODE."),
+        click.option("--clevertap-batch", type=int, help="Records per CleverTap upload (default 1000, CleverTap's limit)."),
+        click.option("--clevertap-concurrency", type=int, help="CleverTap uploads in flight at once (default 5; CleverTap allows 15)."),
+        click.option("--clevertap-query", type=click.Path(path_type=Path, dir_okay=False), help="Instead of --segment: read the members from CleverTap's profiles API with this query (JSON; \"yesterday\", \"7 days ago\" allowed)."),
+        click.option("--expiry-property", help="Profile property that also receives each code's expiration date (a CSV column and a CleverTap date)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 #: Names and first bytes of segment exports: given where a job file is expected, they get a hint, not a TOML error.
 _DATA_SUFFIXES = {".csv", ".tsv", ".tab", ".gz", ".jsonl", ".ndjson", ".json", ".parquet"}
 _DATA_MAGIC = (b"\x1f\x8b", b"PAR1", b"{")
@@ -140,6 +154,7 @@ def main() -> None:
 
 @main.command()
 @_job_options
+@_clevertap_options
 @click.option("--retry-failed", is_flag=True, default=None, help="Try again the members that failed in earlier runs.")
 def run(job_file: Path | None, **options: Any) -> None:
     """Publish one code per segment member and write the CleverTap CSV.
@@ -170,6 +185,10 @@ def run(job_file: Path | None, **options: Any) -> None:
         reporter = LogProgress(config.progress_interval)
         _setup_logging(config)
     try:
+        if config.clevertap_query is not None:  # h7-clevertap: the segment from CleverTap's profiles API
+            from .audience import fetch_audience
+
+            config = fetch_audience(config)
         result = run_distribution(config, reporter=reporter, handle_signals=True)
     except DistributorError as error:
         raise Failure(str(error), error.exit_code) from None
@@ -177,6 +196,46 @@ def run(job_file: Path | None, **options: Any) -> None:
         raise Failure("interrupted before publishing started; nothing was published", EXIT_STOPPED) from None
     click.echo(render_summary(result.summary))
     sys.exit(result.exit_code)
+
+
+@main.command()
+@_job_options
+@_clevertap_options
+@click.option("--all", "push_all", is_flag=True, help="Push every code again, also those CleverTap already confirmed.")
+def push(job_file: Path | None, push_all: bool, **options: Any) -> None:
+    """Push the journal's codes to CleverTap profiles, without a single Voucherify call.
+
+    Takes the same JOB_FILE and options as run, or just --state/--output and --clevertap.  Pushes the codes
+    CleverTap does not hold yet (a run made without --clevertap, or after a push failure); --all pushes every
+    code again.  Keys: CLEVERTAP_ACCOUNT_ID and CLEVERTAP_PASSCODE.
+
+    \b
+    Exit codes: 0 CleverTap holds every code; 1 some codes were refused (see <name>.push-errors.csv);
+    2 unusable configuration or no journal; 3 stopped early (bad credentials or region, CleverTap unreachable).
+
+    \b
+    Examples:
+        distributor push jobs/reactivation.toml --clevertap eu1
+        distributor push --state out/reactivation.journal.sqlite --clevertap in1
+    """
+    from .push import run_push
+
+    config = _files_config(job_file, options, need_output=True)
+    _setup_logging(config)
+    try:
+        outcome = run_push(config, resend_all=push_all, property_name=options.get("property_name"))
+    except DistributorError as error:
+        raise Failure(str(error), error.exit_code) from None
+    exit_code, _, message = outcome.verdict(0, "completed", "CleverTap holds every code")
+    counts = outcome.counts
+    click.echo(f"pushed to CleverTap from {config.journal_path}")
+    click.echo(f"  this run   {outcome.stats.pushed} pushed, {outcome.stats.failed} refused, "
+               f"{outcome.stats.requests} uploads, {outcome.stats.retries} retries")
+    click.echo(f"  holds      {counts['pushed']} codes; {counts['failed']} refused; {counts['waiting']} not yet pushed")
+    if counts["failed"]:
+        click.echo(f"  errors     {outcome.errors_file}")
+    click.echo(f"exit {exit_code}: {message}")
+    sys.exit(exit_code)
 
 
 @main.command()
@@ -194,6 +253,10 @@ def run(job_file: Path | None, **options: Any) -> None:
 @click.option("--campaigns", type=click.Path(path_type=Path, dir_okay=False), help="TOML file of [[campaign]] tables (default: the demo campaigns).")
 @click.option("--seed", type=int, help="Seed for latencies, faults and codes (reproducible runs).")
 @click.option("--arrivals", type=click.Path(path_type=Path, dir_okay=False), help="On exit, write every request received as JSON lines here.")
+@click.option("--clevertap-latency", default="0ms", show_default=True, help="CleverTap stand-in: mean latency of each answer.")
+@click.option("--clevertap-error-rate", type=float, default=0.0, show_default=True, help="CleverTap stand-in: share of uploads answered 503.")
+@click.option("--clevertap-lost-answer-rate", type=float, default=0.0, show_default=True, help="CleverTap stand-in: share applied, then the connection drops.")
+@click.option("--clevertap-record-failure-rate", type=float, default=0.0, show_default=True, help="CleverTap stand-in: share of records refused with a transient error.")
 def sandbox(port: int, host: str, arrivals: Path | None, **options: Any) -> None:
     """Serve the Voucherify stand-in on loopback, for rehearsals and tests.
 
@@ -210,10 +273,13 @@ def sandbox(port: int, host: str, arrivals: Path | None, **options: Any) -> None
     A journal belongs to one host: a rehearsal on loopback needs its own --output (or --state).
     """
     from .sandbox import serve
+    from .sandbox.clevertap import CleverTapConfig, CleverTapWorld
     from .sandbox.embedded import sandbox_config
 
+    clevertap_options = {key.removeprefix("clevertap_"): options.pop(key) for key in list(options) if key.startswith("clevertap_")}
     try:
         config = sandbox_config(options, where="the options")
+        clevertap = CleverTapWorld(CleverTapConfig.parse({**clevertap_options, "seed": options.get("seed")}))
     except DistributorError as error:
         raise Failure(str(error), error.exit_code) from None
 
@@ -221,9 +287,11 @@ def sandbox(port: int, host: str, arrivals: Path | None, **options: Any) -> None
         limit = options.get("rate_limit") or "unlimited"
         click.echo(f"Voucherify sandbox on {server.url} (rate limit {limit}); Ctrl-C to stop", err=True)
         click.echo(f"  VOUCHERIFY_APP_ID={config.app_id} VOUCHERIFY_APP_TOKEN={config.app_token}", err=True)
+        click.echo(f"  CleverTap stand-in on the same port (--clevertap {server.url}): "
+                   f"CLEVERTAP_ACCOUNT_ID={clevertap.config.account_id} CLEVERTAP_PASSCODE={clevertap.config.passcode}", err=True)
 
     try:
-        state = serve(config, host, port, on_ready=ready, arrivals_path=arrivals)
+        state = serve(config, host, port, on_ready=ready, arrivals_path=arrivals, clevertap=clevertap)
     except OSError as error:
         raise Failure(f"cannot listen on {host}:{port}: {error.strerror or error}", 2) from None
     stats = state.stats()
@@ -232,6 +300,8 @@ def sandbox(port: int, host: str, arrivals: Path | None, **options: Any) -> None
         f"{stats['fault_5xx']} 5xx, {stats['lost_answer']} answers lost; {stats['publications']} publications",
         err=True,
     )
+    click.echo(f"CleverTap stand-in: {clevertap.counts['uploads']} uploads, {clevertap.counts['records']} records; "
+               f"holds {len(clevertap.profiles)} profiles", err=True)
 
 
 @main.command()
@@ -428,7 +498,7 @@ def verify_command(
     if check_all and sample is not None:
         raise Failure("give --sample N or --all, not both", EXIT_UNUSABLE_INPUT)
     config = _load_config(job_file, _with_unused_segment(job_file, options))
-    _setup_logging(config.verbose)
+    _setup_logging(config)
     seed = random.SystemRandom().randrange(1, 1_000_000) if seed is None and not check_all else seed
     try:
         audit = verify(
@@ -495,6 +565,8 @@ def _files_config(job_file: Path | None, options: dict[str, Any], *, need_output
         raise Failure("which distribution? give its JOB_FILE, --output or --state", EXIT_UNUSABLE_INPUT)
     placeholders: dict[str, Any] = {}
     for key, value in (("segment", "unused.csv"), ("rate_limit", "1/s"), ("campaign", "unused")):
+        if key == "segment" and "clevertap_query" in present:  # h7-clevertap: the audience stands for the segment
+            continue
         if key not in present:
             placeholders[key] = value
     if "output" not in present and "campaign" not in present and "distribution" not in present:
@@ -620,6 +692,10 @@ def render_status(report: Status) -> str:
         lines.append(f"  leavers       {leavers['owed']:,} owed a code: {leavers['done']:,} done, "
                      f"{leavers['without_code']:,} without code, {leavers['failed']:,} failed; "
                      f"watching {leavers['watched']:,} members")
+    if report.clevertap is not None:  # h7-clevertap
+        pushes = report.clevertap
+        lines.append(f"  clevertap     {pushes['pushed']:,} codes pushed, {pushes['failed']:,} refused, "
+                     f"{pushes['waiting']:,} not yet pushed")
     calls = report.calls
     kinds = ", ".join(f"{count:,} {kind}" for kind, count in sorted(calls.items()))
     lines.append(f"  calls         {sum(calls.values()):,} this run" + (f": {kinds}" if kinds else "")
@@ -683,6 +759,10 @@ def render_summary(summary: dict[str, Any]) -> str:
     if update.get("left"):
         lines.append(f"  left segment  {update['left']} (not touched; see {summary['files'].get('left')})")
     lines.append(_upload_line(summary))
+    pushed = summary.get("clevertap")  # h7-clevertap
+    if pushed:
+        lines.append(f"  clevertap     {pushed['pushed']} codes held, {pushed['failed']} refused, {pushed['waiting']} not yet pushed"
+                     + (f" (see {pushed['errors_file']})" if pushed["failed"] else ""))
     if summary.get("resume_at"):
         lines.append(f"  resume after  {summary['resume_at']}")
     lines.append(f"exit {summary['exit_code']}: {summary['message']}")
@@ -703,6 +783,9 @@ def _leavers_summary(leavers: dict[str, Any] | None) -> list[str]:
 def _upload_line(summary: dict[str, Any]) -> str:
     """Which file to hand to CleverTap, with which manifest: this run's delta, which no later run rewrites."""
     upload = summary.get("upload") or {}
+    pushed = summary.get("clevertap") or {}  # h7-clevertap: the run pushed the codes itself
+    if pushed and not pushed.get("waiting") and not pushed.get("failed"):
+        return "  upload        nothing: CleverTap holds every code (pushed by the run)"
     if not upload.get("codes"):
         return "  upload        nothing new (no code published since the last delta file)"
     return f"  upload        {upload['codes']} ({upload['count']} codes) with {upload['manifest']}"

@@ -16,10 +16,12 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .clevertap import CleverTapCredentials, resolve_url
 from .errors import ConfigError
 from .units import Rate, parse_duration
 
@@ -124,6 +126,15 @@ class JobConfig:
     #: The ``[sandbox]`` table of the job file, used when ``api_url`` is ``sandbox``.
     sandbox: Mapping[str, Any] = field(default_factory=dict)
     job_file: Path | None = None
+    # h7-clevertap: push the codes to CleverTap (``--clevertap REGION|URL|sandbox``); see push.py
+    clevertap: str | None = None
+    clevertap_batch: int = 1000
+    clevertap_concurrency: int = 5
+    clevertap_credentials: CleverTapCredentials | None = field(default=None, repr=True)
+    #: ``--expiry-property``: the profile property that receives each code's expiration date (CSV and push)
+    expiry_property: str | None = None
+    #: ``--clevertap-query``: read the segment from CleverTap's profiles API with this query file (audience.py)
+    clevertap_query: Path | None = None
 
     # ------------------------------------------------------------------ derived paths
     @property
@@ -170,6 +181,11 @@ class JobConfig:
         return self.output.with_name(self.output.stem + ".summary.json")
 
     @property
+    def audience_path(self) -> Path:
+        """``--clevertap-query``: where the day's audience is paged to (it then is the segment)."""
+        return self.output.with_name(f"{self.output.stem}.audience-{date.today().isoformat()}.jsonl")
+
+    @property
     def delivers_to_leavers(self) -> bool:
         return self.deliver_to == LEAVERS
 
@@ -200,17 +216,26 @@ class JobConfig:
         cls, values: Mapping[str, Any], *, env: Mapping[str, str], job_file: Path | None = None
     ) -> JobConfig:
         where = f" in {job_file}" if job_file else ""
-        known = {f.name for f in fields(cls)} - {"credentials", "job_file"}
+        known = {f.name for f in fields(cls)} - {"credentials", "job_file", "clevertap_credentials"}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''}{where}: {', '.join(unknown)}")
+        from_clevertap = values.get("clevertap_query") not in (None, "")
+        if from_clevertap and values.get("segment") not in (None, ""):
+            raise ConfigError("give either segment (a file) or clevertap_query (CleverTap's profiles API), not both")
         for required, flag in (("segment", "--segment"), ("campaign", "--campaign"), ("rate_limit", "--rate-limit")):
+            if required == "segment" and from_clevertap:
+                continue
             if values.get(required) in (None, ""):
                 hint = " (the budget this job may spend, e.g. 80/min on a 100/min plan)" if required == "rate_limit" else ""
                 raise ConfigError(f"{required} is missing: give {flag} or set {required} in the job file{hint}")
 
         data = dict(values)
-        data["segment"] = segment_paths(data["segment"], where)
+        if from_clevertap:  # the day's audience file stands for the segment: set below, once the output is known
+            data["segment"] = SegmentPaths([Path()])
+            data["clevertap_query"] = Path(data["clevertap_query"])
+        else:
+            data["segment"] = segment_paths(data["segment"], where)
         data["rate_limit"] = data["rate_limit"] if isinstance(data["rate_limit"], Rate) else Rate.parse(data["rate_limit"])
         data["campaign"] = str(data["campaign"]).strip()
         if not data["campaign"]:
@@ -234,7 +259,11 @@ class JobConfig:
         if isinstance(data.get("api_url"), str):
             data["api_url"] = normalise_api_url(data["api_url"])
         config = cls(**data, job_file=job_file)
+        if from_clevertap:
+            config = replace(config, segment=SegmentPaths([config.audience_path]))
         config = replace(config, credentials=config._credentials_from(env))
+        if config.clevertap is not None:
+            config = replace(config, clevertap_credentials=CleverTapCredentials.from_env(env))
         config.validate()
         return config
 
@@ -281,6 +310,7 @@ class JobConfig:
         self._check_sandbox_table()
         if self.distribution is not None and not str(self.distribution).strip():
             raise ConfigError("distribution is empty: leave it out to use the campaign, or give a name")
+        self._validate_clevertap()
         if self.deliver_to not in DELIVERIES:
             raise ConfigError(f"deliver_to {self.deliver_to!r} must be {' or '.join(DELIVERIES)}")
         if self.output.suffix.lower() != ".csv":
@@ -293,12 +323,55 @@ class JobConfig:
         from .sandbox.embedded import OPTIONS, sandbox_config
 
         where = f"[sandbox] of {self.job_file}" if self.job_file else "[sandbox]"
-        unknown = sorted(set(self.sandbox) - set(OPTIONS) - {"_base"})
+        unknown = sorted(set(self.sandbox) - set(OPTIONS) - {"_base", "clevertap"})
         if unknown:
             raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''} in {where}: {', '.join(unknown)}")
         if self.uses_sandbox:
             options = {key: value for key, value in self.sandbox.items() if key != "_base"}
             sandbox_config(options, base=self.sandbox.get("_base"), where=where)
+        table = self.sandbox.get("clevertap")
+        if table is not None:
+            from .sandbox.clevertap import CleverTapConfig
+
+            if not isinstance(table, Mapping):
+                raise ConfigError(f"{where[:-1]}.clevertap] must be a table")
+            try:
+                CleverTapConfig.parse(table)
+            except TypeError as error:
+                raise ConfigError(f"{where[:-1]}.clevertap]: {error}") from None
+
+    def _validate_clevertap(self) -> None:
+        if self.clevertap is not None:
+            resolve_url(str(self.clevertap))
+        if self.clevertap_query is not None and self.clevertap is None:
+            raise ConfigError("clevertap_query needs --clevertap: the account's region (eu1, in1, …), a URL or 'sandbox'")
+        expiry = self.expiry_property
+        if expiry is not None and (not _PROPERTY_NAME.match(expiry) or len(expiry.encode()) > 120
+                                   or expiry.lower() in ("identity", "objectid", "email", "phone", self.property_name.lower())):
+            raise ConfigError(f"expiry_property {expiry!r} is not a usable CleverTap property name, or is an identifier "
+                              "or the code's property; choose another name")
+        if not (isinstance(self.clevertap_batch, int) and 1 <= self.clevertap_batch <= 1000):
+            raise ConfigError(f"clevertap_batch {self.clevertap_batch!r} must be a whole number from 1 to 1000 (CleverTap's limit per upload)")
+        if not (isinstance(self.clevertap_concurrency, int) and 1 <= self.clevertap_concurrency <= 15):
+            raise ConfigError(f"clevertap_concurrency {self.clevertap_concurrency!r} must be a whole number from 1 to 15 "
+                              "(CleverTap answers 429 beyond 15 concurrent requests)")
+
+
+def refuse_stand_in_codes_for_real_profiles(config: JobConfig) -> None:
+    """A run against a stand-in Voucherify publishes codes that do not exist: they must never reach real CleverTap
+    profiles (customers would be shown them).  :class:`ConfigError`, before any call."""
+    if config.clevertap is not None and is_rehearsal(config.api_url) and not is_rehearsal(resolve_url(str(config.clevertap))):
+        raise ConfigError(
+            f"api_url {config.api_url!r} is a stand-in Voucherify, whose codes do not exist: they must never reach "
+            f"real CleverTap profiles ({config.clevertap}); push a rehearsal to --clevertap sandbox"
+        )
+
+
+def is_rehearsal(url_or_host: str) -> bool:
+    """``sandbox`` (the embedded stand-in) or a loopback URL (``distributor sandbox``): nothing there is real."""
+    if url_or_host == SANDBOX:
+        return True
+    return urlsplit(url_or_host).hostname in _LOOPBACK_HOSTS
 
 
 def normalise_api_url(url: str) -> str:
@@ -366,7 +439,7 @@ def _read_job_file(path: Path) -> dict[str, Any]:
             continue
         if isinstance(value, dict):
             raise ConfigError(f"unknown table [{key}] in {path}")
-        if key in ("segment", "output", "state") and isinstance(value, str) and value:
+        if key in ("segment", "output", "state", "clevertap_query") and isinstance(value, str) and value:
             value = os.path.normpath(base / value)
         elif key == "segment" and isinstance(value, list):  # several parts, each relative to the job file
             value = [os.path.normpath(base / item) if isinstance(item, str) and item else item for item in value]

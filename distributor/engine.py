@@ -41,7 +41,7 @@ import httpx
 from . import outputs
 from ._version import __version__
 from .concurrency import InFlightTarget
-from .config import Credentials, JobConfig, publication_source_id
+from .config import Credentials, JobConfig, publication_source_id, refuse_stand_in_codes_for_real_profiles
 from .export import Exported, export_files
 from .errors import (
     EXIT_MEMBER_FAILURES,
@@ -60,6 +60,7 @@ from .paths import check_destinations
 from .segment import Segment, open_segment
 from .throttle import Throttle
 from .units import format_duration
+from .push import PushOutcome, PushStats, RunPush, expiry_epoch
 from .voucherify import ApiError, Campaign, Publication, RateLimitHeaders, TransportError, VoucherifyClient
 
 log = logging.getLogger("distributor")
@@ -117,6 +118,8 @@ class RunStats:
     started_wall: float = field(default_factory=time.time)
     first_call: float | None = None
     last_call: float | None = None
+    #: h7-clevertap: the push's counters when the run pushes to CleverTap (``--clevertap``)
+    clevertap: PushStats | None = None
 
     @property
     def total_calls(self) -> int:
@@ -196,11 +199,14 @@ class Distribution:
         self._watch_baseline = 0
         self._limit_reached = False
         self._allowed_logged = 0  # -v: the throttle's allowance last logged
+        self.push: RunPush | None = None  # h7-clevertap: the CleverTap side of the run (--clevertap)
+        self._push_outcome: PushOutcome | None = None
 
     # ================================================================== the run
     async def run(self) -> RunResult:
         config = self.config
         check_destinations(config)
+        refuse_stand_in_codes_for_real_profiles(config)
         segment = open_segment(config.segment, config.id_column)
         log.info("segment: %s", segment.describe())
         # locked before SQLite opens it: a second run through another name never touches the file
@@ -238,11 +244,35 @@ class Distribution:
         async def load_and_publish() -> None:
             # in a worker thread, so that a signal is handled while a huge export is being read
             await anyio.to_thread.run_sync(self._load, journal, run_id, segment)
-            if self.stats.to_publish and not self._stopping.is_set():
-                async with self._client() as client:
-                    await self._distribute(journal, run_id, client)
+            if self._stopping.is_set():
+                return
+            async with self._pushing(journal):  # h7-clevertap: CleverTap credentials proven first, codes pushed meanwhile
+                if self.stats.to_publish and not self._stopping.is_set():
+                    async with self._client() as client:
+                        await self._distribute(journal, run_id, client)
 
         await _alongside(load_and_publish, *([self._watch_signals] if self.handle_signals else []))
+
+    # ------------------------------------------------------------------ h7-clevertap: pushing to CleverTap
+    @asynccontextmanager
+    async def _pushing(self, journal: Journal) -> AsyncIterator[None]:
+        """With ``--clevertap``: prove CleverTap's credentials (a 401 stops the run before any Voucherify call),
+        then push the codes in the background while the block publishes them, and the rest after it."""
+        if self.config.clevertap is None:
+            yield
+            return
+        self.push = RunPush(self.config, journal)
+        async with self.push.alongside(self._stopping.is_set):
+            self.stats.clevertap = self.push.stats
+            yield
+
+    def _push_verdict(self, exit_code: int, reason: str, message: str, files: dict[str, Path]) -> tuple[int, str, str]:
+        """The push's part of the verdict; writes ``<name>.push-errors.csv`` and keeps the outcome for the summary."""
+        self._push_outcome = self.push.conclude() if self.push is not None else None
+        if self._push_outcome is None:
+            return exit_code, reason, message
+        files["push_errors"] = self._push_outcome.errors_file
+        return self._push_outcome.verdict(exit_code, reason, message)
 
     # ------------------------------------------------------------------ 1. journal and segment
     def _check_journal(self, journal: Journal, segment: Segment) -> None:
@@ -499,7 +529,10 @@ class Distribution:
             self.stats.failed += 1
             return
         self._learn_campaign_name(publication)
-        self._journal.complete(member.id, self._run_id, code=publication.code, publication_id=publication.id)
+        self._journal.complete(
+            member.id, self._run_id, code=publication.code, publication_id=publication.id,
+            expires_at=expiry_epoch(publication.expiration_date),  # h7-clevertap: --expiry-property
+        )
         self.stats.published += 1
 
     def _mismatch(self, member: Member, publication: Publication) -> tuple[str, str] | None:
@@ -822,6 +855,7 @@ class Distribution:
                     key=segment.key,
                 )
                 files = {**exported.files, "summary": config.summary_path, "journal": journal.path}
+            exit_code, reason, message = self._push_verdict(exit_code, reason, message, files)  # h7-clevertap
             summary = self._summary(journal, run_id, counts, exit_code, reason, message, files, exported)
             outputs.write_summary(config.summary_path, summary)
         journal.finish_run(run_id, exit_code=exit_code, reason=reason, summary=json.dumps(summary, default=str))
@@ -981,6 +1015,12 @@ class Distribution:
             summary["skipped"]["not_listed"] = unlisted
         if self._stop is not None and self._stop.resume_at:
             summary["resume_at"] = _iso(self._stop.resume_at)
+        if self._push_outcome is not None:  # h7-clevertap
+            summary["clevertap"] = self._push_outcome.to_dict()
+            if reason in ("push_failures", "push_incomplete"):
+                summary["next_step"] = f"see {files['push_errors']}; `distributor push` pushes what CleverTap lacks"
+            elif exit_code == EXIT_OK:
+                summary["next_step"] = "nothing to upload: CleverTap holds every code (pushed by the run)"
         if hasattr(self, "_throttle"):
             summary["rate"]["lowest_allowed_per_window"] = self._throttle.stats.lowest_allowed
             summary["rate"]["paused_for_server_seconds"] = round(self._throttle.stats.seconds_paused, 3)

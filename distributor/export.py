@@ -21,7 +21,6 @@ member, which endpoint, how it ended, Voucherify's request id), the counterpart 
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -119,8 +118,8 @@ def export_files(config: JobConfig, journal: Journal, *, run_id: int, delta_run:
     property_name = config.property_name
     formula_like = _Tally()
     with journal.snapshot():
-        codes = outputs.write_codes(config.output, journal.codes(), key=key, property=property_name)
-        outputs.write_manifest(config.manifest_path, key=key, property=property_name)
+        codes = _write_codes(config, journal, config.output, key=key)
+        outputs.write_manifest(config.manifest_path, key=key, property=property_name, expiry_property=config.expiry_property)
         errors = outputs.write_errors(
             config.errors_path, formula_like.watch(journal.failures(), lambda failure: failure.identity), key=key
         )
@@ -147,6 +146,20 @@ def export_files(config: JobConfig, journal: Journal, *, run_id: int, delta_run:
         files["delta"], new_codes = delta
     return Exported(files, codes, errors, skipped, new_codes=new_codes, left=left, run_id=run_id,
                     delta_run=delta_run, delta_since_run=since)
+
+
+def _write_codes(
+    config: JobConfig, journal: Journal, path: Path, *, key: str, since: int | None = None, through: int | None = None
+) -> int:
+    """A codes CSV: every code, or (``since``) those published after run ``since`` up to run ``through``.  With
+    ``--expiry-property`` (h7-clevertap) a third column holds each code's expiration date."""
+    if config.expiry_property is None:
+        rows = journal.codes() if since is None else journal.codes_published_after(since, through=through)
+        return outputs.write_codes(path, rows, key=key, property=config.property_name)
+    return outputs.write_codes_with_expiry(
+        path, journal.codes_with_expiry(after_run=-1 if since is None else since, through=through), key=key,
+        property=config.property_name, expiry_property=config.expiry_property,
+    )
 
 
 def export_journal(config: JobConfig, journal: Journal, *, property_name: str | None = None) -> Exported:
@@ -176,12 +189,10 @@ def _write_delta(
 ) -> tuple[Path, int] | None:
     """Run ``run_id``'s delta: the codes published after run ``since`` up to it; nothing when there are none."""
     started_at = journal.run_started_at(run_id)
-    rows = journal.codes_published_after(since, through=run_id)
-    first = next(rows, None)
-    if started_at is None or first is None:
+    if started_at is None or next(journal.codes_published_after(since, through=run_id), None) is None:
         return None
     path = delta_path(config, run_id, started_at)
-    return path, outputs.write_codes(path, itertools.chain([first], rows), key=key, property=config.property_name)
+    return path, _write_codes(config, journal, path, key=key, since=since, through=run_id)
 
 
 def _write_left(path: Path, journal: Journal, run_id: int, *, key: str, tally: _Tally) -> int:

@@ -41,7 +41,7 @@ from typing import Self
 from .config import MEMBERS, publication_source_id_v1
 from .errors import JournalError, JournalLocked, StorageError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: Skipped rows kept as examples per run and reason; the rest are only counted (``skipped_counts``), so a file of
 #: billions of blank or repeated lines costs a few rows, not one per line.
@@ -118,6 +118,28 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_by_time ON calls (at);
 """
+
+# MIGRATION(h7-clevertap): schema 6 adds the table `pushes`, each member's CleverTap push state, and the table
+# `code_expiry`, the expiration date of each member's voucher (when it has one), both keyed on the member; nothing
+# else changes and no existing row is touched.  New journals get them with the rest of the schema;
+# older journals get them from the `version < 6` step of Journal._migrate.  Both statements are idempotent.
+_PUSH_TABLES = (
+    """CREATE TABLE IF NOT EXISTS pushes (
+    member_id INTEGER PRIMARY KEY,
+    code TEXT NOT NULL,          -- the code this state is about (a member's code never changes; checked anyway)
+    state TEXT NOT NULL CHECK (state IN ('pushed', 'failed', 'again')),  -- again: `push --all` asked to resend
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error_code INTEGER,          -- CleverTap's code (per record or HTTP status) of a final failure
+    error_message TEXT,
+    pushed_at REAL,              -- Unix time CleverTap confirmed it holds the code
+    updated_at REAL NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS code_expiry (
+    member_id INTEGER PRIMARY KEY,
+    expires_at REAL NOT NULL     -- Unix time the member's voucher expires (Voucherify's expiration_date)
+)""",
+)
+_PUSH_SCHEMA = "".join(f"{statement};\n" for statement in _PUSH_TABLES)
 
 
 @dataclass(frozen=True)
@@ -213,7 +235,7 @@ class Journal:
             return
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(_SCHEMA + _PUSH_SCHEMA)
         self._check_version()
 
     def _check_version(self) -> None:
@@ -245,6 +267,10 @@ class Journal:
                 self._migrate_skipped_counts()
             if version < 5:
                 self._migrate_publication_keys()
+            if version < 6:
+                # MIGRATION(h7-clevertap): v6 adds the CleverTap push-state and code-expiry tables (_PUSH_SCHEMA)
+                for statement in _PUSH_TABLES:
+                    self._db.execute(statement)
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def _migrate_leavers_and_call_outcomes(self) -> None:
@@ -554,9 +580,15 @@ class Journal:
         row = self._db.execute("SELECT source_id FROM members WHERE id = ?", (member_id,)).fetchone()
         return None if row is None else row[0]
 
-    def complete(self, member_id: int, run_id: int, *, code: str, publication_id: str | None) -> None:
-        """Save the code Voucherify holds for this member.  Commits."""
+    def complete(
+        self, member_id: int, run_id: int, *, code: str, publication_id: str | None, expires_at: float | None = None
+    ) -> None:
+        """Save the code Voucherify holds for this member (and when it expires, if it does).  Commits."""
         with self._transaction():
+            if expires_at is not None:  # h7-clevertap: --expiry-property
+                self._db.execute(
+                    "INSERT OR REPLACE INTO code_expiry (member_id, expires_at) VALUES (?, ?)", (member_id, expires_at)
+                )
             self._db.execute(
                 """UPDATE members SET state = 'done', code = ?, publication_id = ?, done_run = ?,
                        error_status = NULL, error_key = NULL, error_message = NULL, request_id = NULL, updated_at = ?
@@ -722,6 +754,95 @@ class Journal:
     def member(self, identity: str) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self._db.execute("SELECT * FROM members WHERE identity = ?", (identity,)).fetchone()
         return row
+
+    # ------------------------------------------------------------------ CleverTap push state (h7-clevertap)
+    # A member needs pushing when it holds a code and CleverTap has not confirmed holding that very code.
+    def unpushed(self, *, after_id: int, limit: int) -> list[tuple[int, str, str, float | None]]:
+        """``(member_id, identity, code, expires_at)`` of members holding a code CleverTap has not confirmed."""
+        return [
+            (row[0], row[1], row[2], row[3])
+            for row in self._db.execute(
+                """SELECT m.id, m.identity, m.code, e.expires_at FROM members m
+                   LEFT JOIN pushes p ON p.member_id = m.id LEFT JOIN code_expiry e ON e.member_id = m.id
+                   WHERE m.state = 'done' AND m.id > ? AND (p.member_id IS NULL OR p.state <> 'pushed' OR p.code <> m.code)
+                   ORDER BY m.id LIMIT ?""",
+                (after_id, limit),
+            )
+        ]
+
+    def mark_pushed(self, items: Iterable[tuple[int, str]], attempts: int) -> None:
+        """CleverTap confirmed holding these ``(member_id, code)``.  Commits."""
+        now = time.time()
+        with self._transaction():
+            self._db.executemany(
+                """INSERT INTO pushes (member_id, code, state, attempts, pushed_at, updated_at)
+                   VALUES (?, ?, 'pushed', ?, ?, ?)
+                   ON CONFLICT (member_id) DO UPDATE SET code = excluded.code, state = 'pushed',
+                       attempts = pushes.attempts + excluded.attempts, error_code = NULL, error_message = NULL,
+                       pushed_at = excluded.pushed_at, updated_at = excluded.updated_at""",
+                [(member_id, code, attempts, now, now) for member_id, code in items],
+            )
+
+    def mark_push_failed(self, items: Iterable[tuple[int, str, int | None, str]], attempts: int) -> None:
+        """CleverTap did not take these ``(member_id, code, error_code, message)`` for good.  Commits."""
+        now = time.time()
+        with self._transaction():
+            self._db.executemany(
+                """INSERT INTO pushes (member_id, code, state, attempts, error_code, error_message, updated_at)
+                   VALUES (?, ?, 'failed', ?, ?, ?, ?)
+                   ON CONFLICT (member_id) DO UPDATE SET code = excluded.code, state = 'failed',
+                       attempts = pushes.attempts + excluded.attempts, error_code = excluded.error_code,
+                       error_message = excluded.error_message, updated_at = excluded.updated_at""",
+                [(member_id, code, attempts, error_code, message, now) for member_id, code, error_code, message in items],
+            )
+
+    def push_again(self) -> int:
+        """``push --all``: forget what CleverTap confirmed, so every code is sent again.  Commits."""
+        with self._transaction():
+            return self._db.execute("UPDATE pushes SET state = 'again', updated_at = ?", (time.time(),)).rowcount
+
+    def push_counts(self) -> dict[str, int]:
+        """``pushed``, ``failed`` (final) and ``waiting`` among the members holding a code."""
+        if not self._has_table("pushes"):  # a read-only journal older than schema 3
+            held = self._db.execute("SELECT count(*) FROM members WHERE state = 'done'").fetchone()[0]
+            return {"pushed": 0, "failed": 0, "waiting": held}
+        counts = {"pushed": 0, "failed": 0, "waiting": 0}
+        for state, count in self._db.execute(
+            """SELECT CASE WHEN p.code = m.code AND p.state IN ('pushed', 'failed') THEN p.state ELSE 'waiting' END,
+                      count(*)
+               FROM members m LEFT JOIN pushes p ON p.member_id = m.id WHERE m.state = 'done' GROUP BY 1"""
+        ):
+            counts[state] = count
+        return counts
+
+    def push_failures(self) -> Iterator[tuple[str, int, str, int | None, str | None, int]]:
+        """``(identity, row, code, error_code, error_message, attempts)`` of each code CleverTap did not take."""
+        if not self._has_table("pushes"):
+            return
+        yield from (
+            (row[0], row[1], row[2], row[3], row[4], row[5])
+            for row in self._db.execute(
+                """SELECT m.identity, m.seen_row, m.code, p.error_code, p.error_message, p.attempts
+                   FROM pushes p JOIN members m ON m.id = p.member_id
+                   WHERE p.state = 'failed' AND p.code = m.code AND m.state = 'done' ORDER BY m.id"""
+            )
+        )
+
+    def codes_with_expiry(
+        self, *, after_run: int = -1, through: int | None = None
+    ) -> Iterator[tuple[str, str, float | None]]:
+        """``(identity, code, expires_at)`` of every member holding a code — or, as :meth:`codes_published_after`,
+        only those who got it in a run after ``after_run`` and no later than ``through`` — in order of first
+        appearance."""
+        last = through if through is not None else 2**62
+        yield from (
+            (row[0], row[1], row[2])
+            for row in self._db.execute(
+                """SELECT m.identity, m.code, e.expires_at FROM members m LEFT JOIN code_expiry e ON e.member_id = m.id
+                   WHERE m.state = 'done' AND (? < 0 OR (m.done_run > ? AND m.done_run <= ?)) ORDER BY m.id""",
+                (after_run, after_run, last),
+            )
+        )
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager

@@ -33,6 +33,7 @@ import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -154,6 +155,26 @@ def needs_neutralising(value: str) -> bool:
     return value.startswith(_FORMULA_START[:-1])
 
 
+#: h7-clevertap: how the expiry column writes a date, in the manifest's (Java) and Python's notation; UTC.
+EXPIRY_DATE_FORMAT = "dd/MM/yyyy HH:mm:ss"
+_EXPIRY_STRFTIME = "%d/%m/%Y %H:%M:%S"
+
+
+def write_codes_with_expiry(
+    path: Path, rows: Iterable[tuple[str, str, float | None]], *, key: str, property: str, expiry_property: str
+) -> int:
+    """The CleverTap upload with a third column, ``expiry_property``: each code's expiration date (UTC, in
+    :data:`EXPIRY_DATE_FORMAT`; empty when the voucher does not expire)."""
+    count = 0
+    with atomic_write(path, newline="") as handle:
+        handle.write(csv_line((key, property, expiry_property)))
+        for identity, code, expires_at in rows:
+            when = "" if expires_at is None else time.strftime(_EXPIRY_STRFTIME, time.gmtime(expires_at))
+            handle.write(csv_line((identity, code, when)))
+            count += 1
+    return count
+
+
 def write_codes(path: Path, rows: Iterable[tuple[str, str]], *, key: str, property: str) -> int:
     """The CleverTap upload file; returns the number of members written.
 
@@ -178,14 +199,16 @@ def csv_line(fields: Iterable[str]) -> str:
     ) + "\r\n"
 
 
-def write_manifest(path: Path, *, key: str, property: str) -> None:
-    """CleverTap's column mapping: the key column, and the code as a string property named ``property``."""
-    manifest = {
-        "columns": {
-            key: {"ctName": key, "dataType": "STRING"},
-            property: {"ctName": property, "dataType": "STRING"},
-        }
+def write_manifest(path: Path, *, key: str, property: str, expiry_property: str | None = None) -> None:
+    """CleverTap's column mapping: the key column, and the code as a string property named ``property`` (and the
+    expiry column as a ``Date``, with ``--expiry-property``)."""
+    columns: dict[str, dict[str, str]] = {
+        key: {"ctName": key, "dataType": "STRING"},
+        property: {"ctName": property, "dataType": "STRING"},
     }
+    if expiry_property is not None:  # h7-clevertap
+        columns[expiry_property] = {"ctName": expiry_property, "dataType": "Date", "dateFormat": EXPIRY_DATE_FORMAT}
+    manifest = {"columns": columns}
     with atomic_write(path) as handle:
         json.dump(manifest, handle, indent=2, ensure_ascii=False)
         handle.write("\n")

@@ -12,6 +12,8 @@ with one line naming the path (:class:`ConfigError`, exit 2):
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import json
 import os
 import tempfile
@@ -40,14 +42,23 @@ def written_files(config: JobConfig) -> list[Path]:
 
 
 def _refuse_overwriting_the_segment(config: JobConfig) -> None:
-    parts = {_real(part): part for part in config.segment}
-    for path in written_files(config):
-        part = parts.get(_real(path))
-        if part is not None:
-            raise ConfigError(
-                f"{path} is the segment {part}: the run would overwrite the export; "
-                "give another --output (or --state)"
-            )
+    """No file a run writes may be a part of its segment: not a part itself, not inside a folder given as the
+    segment, not matched by a glob given as one (the next run would read the codes as members)."""
+    for part in config.segment:
+        for path in written_files(config):
+            if _is_part(path, part):
+                raise ConfigError(
+                    f"{path} is part of the segment {part}: the run would overwrite the export (or read its own "
+                    "files as members next time); give another --output (or --state)"
+                )
+
+
+def _is_part(path: Path, part: Path) -> bool:
+    if part.is_dir():
+        return _real(path.parent) == _real(part)
+    if not part.exists() and glob.has_magic(str(part)):
+        return fnmatch.fnmatchcase(str(path.absolute()), str(part.absolute()))
+    return _real(path) == _real(part)
 
 
 def _check_folder(folder: Path, what: str, *, probe: bool) -> None:

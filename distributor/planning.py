@@ -29,7 +29,7 @@ import anyio
 import httpx
 
 from . import identities
-from .config import JobConfig
+from .config import JobConfig, refuse_stand_in_codes_for_real_profiles
 from .errors import EXIT_OK, EXIT_STOPPED, JournalError
 from .journal import DONE, FAILED, PENDING, SENDING, Journal
 from .paths import check_destinations
@@ -150,6 +150,7 @@ def make_plan(
     :class:`JournalError`: exit 2); everything else is reported in the plan's findings."""
     now = time.time() if now is None else now
     check_destinations(config, probe=False)
+    refuse_stand_in_codes_for_real_profiles(config)
     segment = open_segment(config.segment, config.id_column)
     journal = Journal.open(config.journal_path, readonly=True) if config.journal_path.exists() else None
     try:

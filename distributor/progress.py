@@ -23,6 +23,7 @@ def describe(stats: RunStats) -> str:
         f"{done}/{stats.to_publish} served{share}: {stats.published} published, {stats.failed} failed; "
         f"{stats.total_calls} calls, {stats.retries} retries, {stats.rate_limited} × 429; "
         f"{rate}{utilisation}; {stats.in_flight} in flight; {eta_text(stats)}"
+        + clevertap_progress(stats)
     )
 
 
@@ -32,6 +33,12 @@ def eta_text(stats: RunStats) -> str:
         return f"paused {format_duration(stats.paused_for)} by Voucherify (429)"
     eta = stats.eta_seconds()
     return f"ETA {format_duration(eta) if eta is not None else '-'}"
+
+
+def clevertap_progress(stats: RunStats) -> str:
+    """h7-clevertap: ``; CleverTap: N pushed, M refused`` when the run pushes codes to CleverTap."""
+    pushes = stats.clevertap
+    return f"; CleverTap: {pushes.pushed} pushed, {pushes.failed} refused" if pushes is not None else ""
 
 
 class LogProgress:
@@ -82,7 +89,8 @@ class TerminalProgress:
             f"{achieved * 60:.0f}/min" if achieved else f"{stats.failed} failed · {stats.total_calls} calls"
         )
         self._progress.update(
-            self._task, completed=stats.published + stats.failed, detail=detail, eta=eta_text(stats)
+            self._task, completed=stats.published + stats.failed, detail=detail + clevertap_progress(stats),
+            eta=eta_text(stats),
         )
 
     def finish(self, stats: RunStats) -> None:

@@ -84,6 +84,9 @@ class Status:
     #: ``leavers`` says ``owed``, ``done``, ``failed``, ``without_code`` and ``watched`` (the latest segment)
     deliver_to: str = MEMBERS
     leavers: dict[str, int] | None = None
+    #: h7-clevertap: codes CleverTap confirmed (``pushed``), refused (``failed``), not yet pushed (``waiting``);
+    #: ``None`` when this distribution never pushed to CleverTap
+    clevertap: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,7 +146,9 @@ def _read(journal: Journal, path: Path, holder: str | None, errors: int, window:
     elif running and not remaining:
         eta = 0.0
 
+    pushes = journal.push_counts()  # h7-clevertap
     return Status(
+        clevertap=pushes if pushes["pushed"] or pushes["failed"] else None,
         journal=str(path),
         distribution=journal.meta("distribution") or None,
         campaign=journal.meta("campaign") or None,

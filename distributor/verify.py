@@ -156,6 +156,8 @@ def verify(
         raise JournalError(no_journal(config.journal_path))
     report = report or config.output.with_name(config.output.stem + ".verify.csv")
     with Journal.open(config.journal_path, readonly=True) as journal:
+        # the codes exist only in the project the journal was made against: checking another would find none
+        journal.check_project(host=config.api_host, project=config.project_digest())
         holder = run_in_progress(journal)
         if holder is not None:
             raise JournalLocked(

@@ -159,6 +159,8 @@ class Publication:
     customer_source_id: str | None
     campaign: str | None
     campaign_id: str | None
+    #: the voucher's ``expiration_date`` (ISO 8601), when it has one (h7-clevertap: ``--expiry-property``)
+    expiration_date: str | None = None
 
 
 @dataclass(frozen=True)
@@ -391,6 +393,7 @@ def _publication(data: Any, endpoint: str) -> Publication:
         customer_source_id=_str_or_none(data.get("tracking_id") or customer.get("source_id")),
         campaign=_str_or_none(voucher.get("campaign")) if isinstance(voucher, dict) else None,
         campaign_id=_str_or_none(voucher.get("campaign_id")) if isinstance(voucher, dict) else None,
+        expiration_date=_str_or_none(voucher.get("expiration_date")) if isinstance(voucher, dict) else None,
     )
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import socket
 from pathlib import Path
 
 from click.testing import CliRunner
 from conftest import SANDBOX_ENV, make_config, run, write_segment
-from virtual import VIRTUAL_URL, run_virtual
+from virtual import run_virtual
 
 from distributor.cli import main
 from distributor.sandbox import SandboxConfig, SandboxServer
@@ -21,6 +22,12 @@ def distribute(tmp_path: Path, server: SandboxServer, count: int = 30) -> Path:
     config = make_config(tmp_path, server, segment)
     assert run(config).exit_code == 0
     return config.output
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def verify(server: SandboxServer, output: Path, *args: str):
@@ -121,13 +128,14 @@ def test_verify_refuses_the_embedded_sandbox_and_a_missing_journal(tmp_path: Pat
 def test_a_code_voucherify_holds_but_the_journal_does_not_is_reported(tmp_path: Path) -> None:
     """Every publication commits, then its answer is lost: the run (on the virtual clock: the minute of silence
     before it stops costs no real time) leaves both members sending; Voucherify holds a code for each."""
+    port = free_port()  # the Voucherify the run talks to (in-process) and verify reaches (over loopback)
     segment = write_segment(tmp_path / "segment.csv", ["cust-0", "cust-1"])
-    config = make_config(tmp_path, None, segment, api_url=VIRTUAL_URL, max_attempts=1)
+    config = make_config(tmp_path, None, segment, api_url=f"http://127.0.0.1:{port}", max_attempts=1)
     stopped = run_virtual(config, SandboxConfig(lost_answer_rate=1.0, seed=1))
     assert (stopped.result.exit_code, stopped.result.reason) == (3, "unreachable")
     held = stopped.sandbox.codes_held("reactivation-20")
 
-    with SandboxServer(stopped.sandbox) as server:  # the same Voucherify, now answering over loopback
+    with SandboxServer(stopped.sandbox, port=port) as server:  # the same Voucherify, now over loopback
         result = verify(server, config.output, "--all")
 
     assert result.exit_code == 1, result.output

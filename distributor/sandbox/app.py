@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .clevertap import CleverTapWorld, clevertap_routes
 from .world import INVALID_JSON, Kind, Reply, Sandbox, Ticket
 
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -39,8 +40,9 @@ class _DroppedResponse(Response):
         raise AnswerDropped("the sandbox dropped this answer on purpose (lost_answer_rate)")
 
 
-def create_app(sandbox: Sandbox) -> Starlette:
-    """The Voucherify endpoints the distributor uses, backed by ``sandbox``."""
+def create_app(sandbox: Sandbox, clevertap: CleverTapWorld | None = None) -> Starlette:
+    """The Voucherify endpoints the distributor uses, backed by ``sandbox``; with ``clevertap``, also CleverTap's
+    ``/1/…`` endpoints (``sandbox/clevertap.py``) on the same app."""
 
     async def answer(
         request: Request,
@@ -96,6 +98,7 @@ def create_app(sandbox: Sandbox) -> Starlette:
 
     return Starlette(
         routes=[
+            *(clevertap_routes(clevertap) if clevertap is not None else []),  # h7-clevertap
             Route("/v1/publications", create_publication, methods=["POST"]),
             Route("/v1/publications", list_publications, methods=["GET"]),
             Route("/v1/campaigns/{campaign_id}", get_campaign, methods=["GET"]),

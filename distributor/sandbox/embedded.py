@@ -18,19 +18,27 @@ The job file's ``[sandbox]`` table (and the ``distributor sandbox`` command's op
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
+from starlette.applications import Starlette
+
+from ..clevertap import CleverTapCredentials
 from ..config import Credentials
 from ..errors import ConfigError
 from .campaigns import load_campaigns
+from .clevertap import CleverTapConfig, CleverTapDropped, CleverTapWorld, clevertap_routes
 from .server import SandboxServer
 from .world import DEMO_APP_ID, DEMO_APP_TOKEN, Sandbox, SandboxConfig
 
 if TYPE_CHECKING:
     from ..config import JobConfig
+
+log = logging.getLogger("distributor")
 
 OPTIONS = (
     "rate_limit", "latency", "latency_p99", "error_rate", "lost_answer_rate", "strict_source_id",
@@ -40,7 +48,8 @@ OPTIONS = (
 
 def sandbox_config(options: Mapping[str, Any], *, base: Path | None = None, where: str = "[sandbox]") -> SandboxConfig:
     """Build a :class:`SandboxConfig` from ``[sandbox]`` options (text units such as ``"150ms"``, ``"100/min"``)."""
-    values = {k.replace("-", "_"): v for k, v in options.items() if k != "_base" and v is not None}
+    # "clevertap" is the [sandbox.clevertap] table: the CleverTap stand-in's own options (embedded_clevertap)
+    values = {k.replace("-", "_"): v for k, v in options.items() if k not in ("_base", "clevertap") and v is not None}
     unknown = sorted(set(values) - set(OPTIONS))
     if unknown:
         raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''} in {where}: {', '.join(unknown)}")
@@ -60,7 +69,7 @@ def sandbox_config(options: Mapping[str, Any], *, base: Path | None = None, wher
 
 
 @contextmanager
-def embedded_sandbox(config: "JobConfig") -> Iterator[tuple[str, Credentials, Sandbox]]:
+def embedded_sandbox(config: JobConfig) -> Iterator[tuple[str, Credentials, Sandbox]]:
     """Serve the stand-in for one run; yields its URL, the keys it accepts, and its state."""
     options = dict(config.sandbox)
     options.setdefault("rate_limit", str(config.rate_limit))
@@ -68,3 +77,37 @@ def embedded_sandbox(config: "JobConfig") -> Iterator[tuple[str, Credentials, Sa
     where = f"[sandbox] of {config.job_file}" if config.job_file else "[sandbox]"
     with SandboxServer(sandbox_config(options, base=base, where=where)) as server:
         yield server.url, Credentials(DEMO_APP_ID, DEMO_APP_TOKEN), server.sandbox
+
+
+@contextmanager
+def embedded_clevertap(config: JobConfig) -> Iterator[tuple[str, CleverTapCredentials, httpx.AsyncBaseTransport]]:
+    """``--clevertap sandbox``: the CleverTap stand-in for one run, in-process (an ASGI transport: no socket, and
+    its latency runs on the run's own clock), as set by the job file's ``[sandbox.clevertap]`` table (``latency``,
+    ``error_rate``, ``lost_answer_rate``, ``record_failure_rate``, ``query_error_rate``, ``max_records``,
+    ``max_concurrent``, ``refused_identities``, ``seed``).  Yields a base URL, the account it accepts and the
+    transport.  At the end it logs what it holds, as the demo shows."""
+    table = config.sandbox.get("clevertap") or {}
+    if not isinstance(table, Mapping):
+        raise ConfigError("[sandbox.clevertap] must be a table")
+    try:
+        world = CleverTapWorld(CleverTapConfig.parse(table))
+    except TypeError as error:
+        raise ConfigError(f"[sandbox.clevertap]: {error}") from None
+    transport = _InProcess(app=Starlette(routes=clevertap_routes(world)))
+    yield "http://clevertap.sandbox", CleverTapCredentials(world.config.account_id, world.config.passcode), transport
+    log.info(
+        "CleverTap sandbox now holds %d profiles; %d uploads, %d records received",
+        len(world.profiles), world.counts["uploads"], world.counts["records"],
+    )
+    for (key, identity), properties in list(world.profiles.items())[:3]:
+        log.info("  CleverTap profile %s=%s: %s", key, identity, properties)
+
+
+class _InProcess(httpx.ASGITransport):
+    """The stand-in's deliberately lost answers reach the client as a dropped connection, as over a socket."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await super().handle_async_request(request)
+        except CleverTapDropped as error:
+            raise httpx.RemoteProtocolError(str(error), request=request) from None

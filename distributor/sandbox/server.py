@@ -15,6 +15,7 @@ import uvicorn
 from starlette.requests import ClientDisconnect
 
 from .app import AnswerDropped, create_app
+from .clevertap import CleverTapDropped, CleverTapWorld
 from .world import Sandbox, SandboxConfig
 
 #: How long to wait for the server thread to start, or to finish its requests when stopping.
@@ -23,13 +24,13 @@ _STOP_TIMEOUT = 5  # whole seconds: uvicorn's timeout_graceful_shutdown is an in
 
 
 class _QuietDrops(logging.Filter):
-    """Keeps the deliberate connection drops (``AnswerDropped``), the requests cut short when the sandbox is
-    stopped while answers are still pending (``CancelledError``), and the requests whose client went away before
-    sending their whole body (``ClientDisconnect``: a client killed mid-request) out of uvicorn's error log; real
-    errors pass."""
+    """Keeps the deliberate connection drops (``AnswerDropped``, ``CleverTapDropped``), the requests cut short when
+    the sandbox is stopped while answers are still pending (``CancelledError``), and the requests whose client went
+    away before sending their whole body (``ClientDisconnect``: a client killed mid-request) out of uvicorn's error
+    log; real errors pass."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        expected = (AnswerDropped, asyncio.CancelledError, ClientDisconnect)
+        expected = (AnswerDropped, CleverTapDropped, asyncio.CancelledError, ClientDisconnect)
         return not (record.exc_info and isinstance(record.exc_info[1], expected))
 
 
@@ -61,11 +62,18 @@ class SandboxServer:
     """
 
     def __init__(
-        self, config_or_sandbox: SandboxConfig | Sandbox | None = None, host: str = "127.0.0.1", port: int = 0
+        self,
+        config_or_sandbox: SandboxConfig | Sandbox | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        clevertap: CleverTapWorld | None = None,
     ) -> None:
         self.sandbox = (
             config_or_sandbox if isinstance(config_or_sandbox, Sandbox) else Sandbox(config_or_sandbox)
         )
+        #: The CleverTap stand-in served on the same port under ``/1/…`` (``None``: Voucherify only).
+        self.clevertap = clevertap
         self.host = host
         self.port = port
         self._socket: socket.socket | None = None
@@ -96,7 +104,7 @@ class SandboxServer:
         self._socket = sock
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(self.sandbox),
+            create_app(self.sandbox, self.clevertap),
             http="h11",
             loop="asyncio",
             lifespan="off",
@@ -149,6 +157,7 @@ def serve(
     *,
     on_ready: Callable[[SandboxServer], None] | None = None,
     arrivals_path: str | Path | None = None,
+    clevertap: CleverTapWorld | None = None,
 ) -> Sandbox:
     """Serve the sandbox until SIGINT or SIGTERM, then write the arrival log (JSON lines) to ``arrivals_path``
     if given, and return the sandbox (for its ``stats()``). ``on_ready`` gets the running server (its ``url``).
@@ -160,7 +169,7 @@ def serve(
         stop.set()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    server = SandboxServer(config, host, port)
+    server = SandboxServer(config, host, port, clevertap=clevertap)
     try:
         with server:
             if on_ready is not None:
