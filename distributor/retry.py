@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 
 from .units import format_duration
-from .voucherify import ApiError, TransportError
+from .voucherify.models import ApiError, TransportError
 
 
 class Action(enum.Enum):

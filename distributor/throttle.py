@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import anyio
 
 from .units import Rate
-from .voucherify import RateLimitHeaders
+from .voucherify.models import RateLimitHeaders
 
 #: Share of ``allowed`` that the pacer may send early to catch up after a quiet spell.
 _BURST_SHARE = 0.02
