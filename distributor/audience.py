@@ -38,7 +38,7 @@ from .clevertap import (
 )
 from .errors import ConfigError, StopRun
 from .push import connect
-from .retry import backoff
+from .pacing.retry import backoff
 
 if TYPE_CHECKING:
     from .config import JobConfig

@@ -33,7 +33,7 @@ from .config import JobConfig, refuse_stand_in_codes_for_real_profiles
 from .errors import EXIT_OK, EXIT_STOPPED, JournalError
 from .journal import DONE, FAILED, PENDING, SENDING, Journal
 from .paths import check_destinations
-from .retry import Action, decide
+from .pacing.retry import Action, decide
 from .segment import Segment, open_segment, refuse_unusable
 from .status import run_in_progress
 from .voucherify import ApiError, Campaign, TransportError, VoucherifyClient

@@ -51,7 +51,7 @@ from .errors import (
 )
 from .config import is_rehearsal
 from .journal import Journal
-from .retry import backoff
+from .pacing.retry import backoff
 
 if TYPE_CHECKING:
     from .config import JobConfig
