@@ -55,7 +55,7 @@ from .errors import (
 )
 from .journal import DONE, Journal, Member
 from .pacing.retry import Action, Decision, backoff, decide
-from .loading import load_segment
+from .segment.loading import load_segment
 from .paths import check_destinations
 from .segment import Segment, open_segment
 from .pacing.throttle import Throttle

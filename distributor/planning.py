@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 import httpx
 
-from . import identities
+from .segment import identities
 from .config import JobConfig, refuse_stand_in_codes_for_real_profiles
 from .errors import EXIT_OK, EXIT_STOPPED, JournalError
 from .journal import DONE, FAILED, PENDING, SENDING, Journal
