@@ -186,7 +186,7 @@ def run(job_file: Path | None, **options: Any) -> None:
         _setup_logging(config)
     try:
         if config.clevertap_query is not None:  # h7-clevertap: the segment from CleverTap's profiles API
-            from .audience import fetch_audience
+            from .clevertap.audience import fetch_audience
 
             config = fetch_audience(config)
         result = run_distribution(config, reporter=reporter, handle_signals=True)
