@@ -272,9 +272,7 @@ def sandbox(port: int, host: str, arrivals: Path | None, **options: Any) -> None
 
     A journal belongs to one host: a rehearsal on loopback needs its own --output (or --state).
     """
-    from .sandbox import serve
-    from .sandbox.clevertap import CleverTapConfig, CleverTapWorld
-    from .sandbox.embedded import sandbox_config
+    from .sandbox import CleverTapConfig, CleverTapWorld, sandbox_config, serve
 
     clevertap_options = {key.removeprefix("clevertap_"): options.pop(key) for key in list(options) if key.startswith("clevertap_")}
     try:

@@ -326,7 +326,7 @@ class Distribution:
         config = self.config
         ceiling = config.concurrency or MAX_IN_FLIGHT
         if config.uses_sandbox:
-            from .sandbox.embedded import embedded_sandbox
+            from .sandbox import embedded_sandbox
 
             with embedded_sandbox(config) as (url, credentials, sandbox):
                 self.sandbox = sandbox

@@ -393,7 +393,7 @@ async def _check_campaign(
     """``GET /v1/campaigns/{id}``, a second time only after no answer or a 5xx.  Returns the campaign (or
     ``None``), the calls made, and what the answers mean for a run."""
     if config.uses_sandbox:
-        from .sandbox.embedded import embedded_sandbox
+        from .sandbox import embedded_sandbox
 
         with embedded_sandbox(config) as (url, credentials, _):
             return await _ask(config, url, credentials, transport)

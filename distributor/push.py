@@ -316,7 +316,7 @@ def _target(config: JobConfig) -> Iterator[tuple[str, CleverTapCredentials, Any]
             )
         yield resolve_url(config.clevertap), config.clevertap_credentials, None
         return
-    from .sandbox.embedded import embedded_clevertap
+    from .sandbox import embedded_clevertap
 
     with embedded_clevertap(config) as target:
         yield target

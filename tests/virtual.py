@@ -20,8 +20,8 @@ import looptime
 from distributor.config import JobConfig
 from distributor.engine import Distribution, RunResult
 from distributor.pacing.retry import backoff_testing
+from distributor.sandbox import Sandbox, SandboxConfig
 from distributor.sandbox.app import AnswerDropped, create_app
-from distributor.sandbox.world import Sandbox, SandboxConfig
 
 #: The job calls this URL; ASGITransport answers it in-process, so nothing ever leaves the interpreter.
 VIRTUAL_URL = "http://127.0.0.1:9"

@@ -19,7 +19,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .clevertap import CleverTapWorld, clevertap_routes
-from .world import INVALID_JSON, Kind, Reply, Sandbox, Ticket
+from .model import Kind, Reply, Ticket
+from .requests import INVALID_JSON
+from .world import Sandbox
 
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 

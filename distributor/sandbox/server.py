@@ -15,7 +15,8 @@ import uvicorn
 
 from .app import AnswerDropped, create_app
 from .clevertap import CleverTapDropped, CleverTapWorld
-from .world import Sandbox, SandboxConfig
+from .model import SandboxConfig
+from .world import Sandbox
 
 #: How long to wait for the server thread to start, or to finish its requests when stopping.
 _START_TIMEOUT = 10.0
@@ -27,7 +28,8 @@ class _QuietDrops(logging.Filter):
     stopped while answers are still pending (``CancelledError``), out of uvicorn's error log; real errors pass."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], (AnswerDropped, CleverTapDropped, asyncio.CancelledError)))
+        dropped = (AnswerDropped, CleverTapDropped, asyncio.CancelledError)
+        return not (record.exc_info and isinstance(record.exc_info[1], dropped))
 
 
 _uvicorn_errors = logging.getLogger("uvicorn.error")
@@ -103,7 +105,7 @@ class SandboxServer:
             lifespan="off",
             access_log=False,
             log_config=None,  # leave the host program's logging alone
-            timeout_graceful_shutdown=_STOP_TIMEOUT,
+            timeout_graceful_shutdown=int(_STOP_TIMEOUT),  # uvicorn's type: whole seconds
         )
         self._server = _Server(config)
         self._thread = threading.Thread(target=self._run, name=f"sandbox-{self.port}", daemon=True)
