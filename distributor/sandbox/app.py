@@ -1,8 +1,9 @@
 """The sandbox's HTTP face: a Starlette app that turns requests into calls on a :class:`~.world.Sandbox`.
 
-The rules live in ``world.py``; this module only parses requests, sleeps the drawn latency (asynchronously, so
-the server keeps serving other requests meanwhile) and writes the answers, including the deliberately broken
-ones: an HTML 502, and a "lost answer" whose connection drops after the status line.
+The rules live behind the ``Sandbox`` façade (``world.py`` and its parts); this module only parses requests,
+sleeps the drawn latency (asynchronously, so the server keeps serving other requests meanwhile) and writes the
+answers, including the deliberately broken ones: an HTML 502, and a "lost answer" whose connection drops after
+the status line.
 """
 
 from __future__ import annotations
