@@ -32,7 +32,7 @@ import httpx
 
 from .._version import __version__
 from ..config import Credentials
-from .models import ApiError, Campaign, Publication, RateLimitHeaders, TransportError, _int
+from .models import ApiError, Campaign, Publication, RateLimitHeaders, TransportError, int_header
 
 API_VERSION = "v2018-08-01"
 #: The largest answer read (decompressed); a publication is a few kB, a list of ten a few tens of kB.
@@ -183,7 +183,7 @@ class VoucherifyClient:
 
     async def _read_capped(self, response: httpx.Response, endpoint: str) -> bytes:
         """The body, read as it streams in, abandoned as soon as it exceeds ``max_body`` bytes."""
-        declared = _int(response.headers.get("content-length"))
+        declared = int_header(response.headers.get("content-length"))
         if declared is not None and declared > self._max_body:
             raise TransportError(
                 "oversized answer", f"{declared} bytes announced, at most {self._max_body} read", endpoint=endpoint

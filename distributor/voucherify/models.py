@@ -33,9 +33,9 @@ class RateLimitHeaders:
     @classmethod
     def from_headers(cls, headers: Mapping[str, str], now: float | None = None) -> RateLimitHeaders:
         return cls(
-            limit=_int(headers.get("x-rate-limit-limit")),
-            remaining=_int(headers.get("x-rate-limit-remaining")),
-            retry_at=_float(headers.get("x-rate-limit-retry")),
+            limit=int_header(headers.get("x-rate-limit-limit")),
+            remaining=int_header(headers.get("x-rate-limit-remaining")),
+            retry_at=float_header(headers.get("x-rate-limit-retry")),
             retry_after=_retry_after(headers.get("retry-after"), now),
             limit_type=(headers.get("x-rate-limit-type") or None),
         )
@@ -145,14 +145,16 @@ class Campaign:
     expiration_date: str | None
 
 
-def _int(value: str | None) -> int | None:
+def int_header(value: str | None) -> int | None:
+    """A header's integer (``"12.0"`` too), or ``None`` when it is absent or not a number."""
     try:
         return int(float(value)) if value not in (None, "") else None
     except ValueError:
         return None
 
 
-def _float(value: str | None) -> float | None:
+def float_header(value: str | None) -> float | None:
+    """A header's number, or ``None`` when it is absent or not a number."""
     try:
         return float(value) if value not in (None, "") else None
     except ValueError:
@@ -163,7 +165,7 @@ def _retry_after(value: str | None, now: float | None) -> float | None:
     """``Retry-After`` is seconds or an HTTP date (RFC 9110)."""
     if not value:
         return None
-    seconds = _float(value)
+    seconds = float_header(value)
     if seconds is not None:
         return max(0.0, seconds)
     try:
