@@ -40,7 +40,7 @@ import httpx
 
 from . import outputs
 from ._version import __version__
-from .concurrency import InFlightTarget
+from .pacing.in_flight import InFlightTarget
 from .config import Credentials, JobConfig, publication_source_id, refuse_stand_in_codes_for_real_profiles
 from .export import Exported, export_files
 from .errors import (
@@ -54,11 +54,11 @@ from .errors import (
     StorageError,
 )
 from .journal import DONE, Journal, Member
-from .retry import Action, Decision, backoff, decide
-from .loading import load_segment
+from .pacing.retry import Action, Decision, backoff, decide
+from .segment.loading import load_segment
 from .paths import check_destinations
 from .segment import Segment, open_segment
-from .throttle import Throttle
+from .pacing.throttle import Throttle
 from .units import format_duration
 from .push import PushOutcome, PushStats, RunPush, expiry_epoch
 from .voucherify import ApiError, Campaign, Publication, RateLimitHeaders, TransportError, VoucherifyClient
@@ -326,7 +326,7 @@ class Distribution:
         config = self.config
         ceiling = config.concurrency or MAX_IN_FLIGHT
         if config.uses_sandbox:
-            from .sandbox.embedded import embedded_sandbox
+            from .sandbox import embedded_sandbox
 
             with embedded_sandbox(config) as (url, credentials, sandbox):
                 self.sandbox = sandbox

@@ -28,12 +28,12 @@ from typing import Any
 import anyio
 import httpx
 
-from . import identities
+from .segment import identities
 from .config import JobConfig, refuse_stand_in_codes_for_real_profiles
 from .errors import EXIT_OK, EXIT_STOPPED, JournalError
 from .journal import DONE, FAILED, PENDING, SENDING, Journal
 from .paths import check_destinations
-from .retry import Action, decide
+from .pacing.retry import Action, decide
 from .segment import Segment, open_segment, refuse_unusable
 from .status import run_in_progress
 from .voucherify import ApiError, Campaign, TransportError, VoucherifyClient
@@ -393,7 +393,7 @@ async def _check_campaign(
     """``GET /v1/campaigns/{id}``, a second time only after no answer or a 5xx.  Returns the campaign (or
     ``None``), the calls made, and what the answers mean for a run."""
     if config.uses_sandbox:
-        from .sandbox.embedded import embedded_sandbox
+        from .sandbox import embedded_sandbox
 
         with embedded_sandbox(config) as (url, credentials, _):
             return await _ask(config, url, credentials, transport)

@@ -36,9 +36,9 @@ from .errors import (
     StopRun,
 )
 from .journal import DONE, Journal
-from .retry import Action, backoff, decide
+from .pacing.retry import Action, backoff, decide
 from .status import no_journal, run_in_progress
-from .throttle import Throttle
+from .pacing.throttle import Throttle
 from .voucherify import (
     ApiError,
     Publication,

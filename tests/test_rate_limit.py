@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distributor.errors import EXIT_OK, EXIT_STOPPED
-from distributor.sandbox.world import SandboxConfig
-from distributor.units import Rate
-
 from conftest import make_config, read_codes, write_segment
 from virtual import VIRTUAL_URL, run_virtual
+
+from distributor.errors import EXIT_OK, EXIT_STOPPED
+from distributor.sandbox import SandboxConfig
+from distributor.units import Rate
 
 
 def ids(n: int) -> list[str]:

@@ -53,8 +53,9 @@ from pathlib import Path
 from ..errors import EXIT_OK, EXIT_STOPPED, JournalError
 from ..journal import Journal
 from ..units import Rate
+from .model import DEMO_APP_ID, DEMO_APP_TOKEN, SandboxConfig
 from .server import SandboxServer
-from .world import DEMO_APP_ID, DEMO_APP_TOKEN, Sandbox, SandboxConfig
+from .world import Sandbox
 
 CAMPAIGN = "reactivation-20"
 #: The second campaign of a two-campaign run: AUTO_UPDATE, not join-once, like the first.

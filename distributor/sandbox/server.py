@@ -16,7 +16,8 @@ from starlette.requests import ClientDisconnect
 
 from .app import AnswerDropped, create_app
 from .clevertap import CleverTapDropped, CleverTapWorld
-from .world import Sandbox, SandboxConfig
+from .model import SandboxConfig
+from .world import Sandbox
 
 #: How long to wait for the server thread to start, or to finish its requests when stopping.
 _START_TIMEOUT = 10.0

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 ENV_ACCOUNT_ID = "CLEVERTAP_ACCOUNT_ID"
 ENV_PASSCODE = "CLEVERTAP_PASSCODE"
