@@ -32,7 +32,8 @@ import httpx
 
 from .._version import __version__
 from ..config import Credentials
-from .models import ApiError, Campaign, Publication, RateLimitHeaders, TransportError, int_header
+from ..exchange import NoCompleteAnswer, bounded_exchange
+from .models import ApiError, Campaign, Publication, RateLimitHeaders, TransportError
 
 API_VERSION = "v2018-08-01"
 #: The largest answer read (decompressed); a publication is a few kB, a list of ten a few tens of kB.
@@ -156,46 +157,26 @@ class VoucherifyClient:
 
     async def _call_within_deadline(self, method: str, path: str, endpoint: str, **kwargs: Any) -> Any:
         """One request, whose whole exchange (connect, send, headers, body) must end within the deadline."""
-        with anyio.move_on_after(self._deadline) as deadline:
-            response, content = await self._exchange(method, path, endpoint, **kwargs)
-        if deadline.cancelled_caught:
-            raise TransportError("timeout", f"no complete answer within {self._deadline:g}s", endpoint=endpoint)
+        sent_at = anyio.current_time()
+
+        def observe(response: httpx.Response) -> None:
+            if self._observer is not None:
+                took = anyio.current_time() - sent_at
+                self._observer(self._rate_of(response), response.status_code, sent_at, took)
+
+        try:
+            response, content = await bounded_exchange(
+                self._client, method, path, deadline=self._deadline, max_body=self._max_body, on_headers=observe,
+                **kwargs,
+            )
+        except NoCompleteAnswer as failure:
+            raise TransportError(failure.kind, failure.detail, endpoint=endpoint) from None
         body = _json_or_none(content)
         if response.is_success:
             if body is None:
                 raise TransportError("unexpected body", f"HTTP {response.status_code} without JSON", endpoint=endpoint)
             return body
         raise _api_error(response, body, self._rate_of(response), endpoint)
-
-    async def _exchange(self, method: str, path: str, endpoint: str, **kwargs: Any) -> tuple[httpx.Response, bytes]:
-        sent_at = anyio.current_time()
-        try:
-            async with self._client.stream(method, path, **kwargs) as response:
-                if self._observer is not None:
-                    took = anyio.current_time() - sent_at
-                    self._observer(self._rate_of(response), response.status_code, sent_at, took)
-                content = await self._read_capped(response, endpoint)
-        except httpx.TimeoutException as exc:
-            raise TransportError("timeout", type(exc).__name__, endpoint=endpoint) from None
-        except httpx.TransportError as exc:
-            raise TransportError("connection", f"{type(exc).__name__}: {exc}", endpoint=endpoint) from None
-        return response, content
-
-    async def _read_capped(self, response: httpx.Response, endpoint: str) -> bytes:
-        """The body, read as it streams in, abandoned as soon as it exceeds ``max_body`` bytes."""
-        declared = int_header(response.headers.get("content-length"))
-        if declared is not None and declared > self._max_body:
-            raise TransportError(
-                "oversized answer", f"{declared} bytes announced, at most {self._max_body} read", endpoint=endpoint
-            )
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > self._max_body:
-                raise TransportError("oversized answer", f"more than {self._max_body} bytes", endpoint=endpoint)
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def _rate_of(self, response: httpx.Response) -> RateLimitHeaders:
         """The answer's rate-limit headers, without the implausible ones (one warning per kind of nonsense)."""
