@@ -108,8 +108,8 @@ def measure_read(path: Path, size: int) -> dict[str, float]:
 
 def _validated_batches(path: Path, size: int):
     """``(rows, valid, skipped)`` per batch, exactly as a run builds them before ``Journal.load``."""
-    from distributor.loading import validated_batches
     from distributor.segment import open_segment
+    from distributor.segment.loading import validated_batches
 
     return validated_batches(open_segment(path), size)
 
@@ -137,7 +137,7 @@ def measure_bulk(path: Path, size: int, journal_path: Path, cache_mib: int) -> d
 
 def _measure(path: Path, size: int, journal_path: Path, cache_mib: int, load) -> dict[str, float]:
     """Load ``path`` with ``load(journal, run_id, valid) -> duplicates``, timing the loader apart from the rest."""
-    from distributor import identities
+    from distributor.segment import identities
 
     journal = open_journal(journal_path, cache_mib)
     run_id = journal.start_run(str(path))

@@ -153,7 +153,7 @@ class JobConfig:
         """A digest of the app id this job runs with (the embedded sandbox's own for ``sandbox``): it names the
         Voucherify project in the journal without writing the app id, and never involves the token."""
         if self.uses_sandbox:
-            from .sandbox.world import DEMO_APP_ID
+            from .sandbox import DEMO_APP_ID
 
             app_id = DEMO_APP_ID
         else:
@@ -300,7 +300,7 @@ class JobConfig:
 
     def _check_sandbox_table(self) -> None:
         """A ``[sandbox]`` typo is refused now, before the segment is read; its values too when it is used."""
-        from .sandbox.embedded import OPTIONS, sandbox_config
+        from .sandbox import OPTIONS, sandbox_config
 
         where = f"[sandbox] of {self.job_file}" if self.job_file else "[sandbox]"
         unknown = sorted(set(self.sandbox) - set(OPTIONS) - {"_base", "clevertap"})
@@ -311,7 +311,7 @@ class JobConfig:
             sandbox_config(options, base=self.sandbox.get("_base"), where=where)
         table = self.sandbox.get("clevertap")
         if table is not None:
-            from .sandbox.clevertap import CleverTapConfig
+            from .sandbox import CleverTapConfig
 
             if not isinstance(table, Mapping):
                 raise ConfigError(f"{where[:-1]}.clevertap] must be a table")

@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from .identities import REASON_TEXT, storable
+from .segment.identities import REASON_TEXT, storable
 from .journal import Failure
 
 log = logging.getLogger("distributor")

@@ -28,12 +28,11 @@ from typing import Any
 import anyio
 import httpx
 
-from . import identities
 from .config import Credentials, JobConfig, refuse_stand_in_codes_for_real_profiles
 from .errors import EXIT_OK, EXIT_STOPPED
 from .journal import DONE, FAILED, PENDING, SENDING, Journal
+from .pacing.retry import Action, decide
 from .paths import check_destinations
-from .retry import Action, decide
 from .run.campaign import (
     check_same_campaign,
     describe,
@@ -43,7 +42,7 @@ from .run.campaign import (
     starts_at,
     unpublished_at_most,
 )
-from .segment import Segment, open_segment, refuse_unusable
+from .segment import Segment, identities, open_segment, refuse_unusable
 from .status import run_in_progress
 from .target import voucherify_target
 from .voucherify import ApiError, Campaign, TransportError, VoucherifyClient

@@ -51,7 +51,7 @@ from .errors import (
 )
 from .config import is_rehearsal
 from .journal import Journal
-from .retry import backoff
+from .pacing.retry import backoff
 
 if TYPE_CHECKING:
     from .config import JobConfig
@@ -316,7 +316,7 @@ def _target(config: JobConfig) -> Iterator[tuple[str, CleverTapCredentials, Any]
             )
         yield resolve_url(config.clevertap), config.clevertap_credentials, None
         return
-    from .sandbox.embedded import embedded_clevertap
+    from .sandbox import embedded_clevertap
 
     with embedded_clevertap(config) as target:
         yield target

@@ -33,7 +33,7 @@ class Target:
 def voucherify_target(config: JobConfig) -> Iterator[Target]:
     """The Voucherify ``config`` names, for the length of the block (the embedded stand-in is served meanwhile)."""
     if config.uses_sandbox:
-        from .sandbox.embedded import embedded_sandbox
+        from .sandbox import embedded_sandbox
 
         with embedded_sandbox(config) as (url, credentials, sandbox):
             yield Target(url, credentials, sandbox)

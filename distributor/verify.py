@@ -35,10 +35,10 @@ from .errors import (
     StopRun,
 )
 from .journal import DONE, Journal
-from .retry import Action, backoff, decide
+from .pacing.retry import Action, backoff, decide
+from .pacing.throttle import Throttle
 from .status import no_journal, run_in_progress
 from .target import Target, remote_target
-from .throttle import Throttle
 from .voucherify import (
     ApiError,
     Publication,

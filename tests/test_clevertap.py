@@ -225,7 +225,8 @@ def test_run_pushes_each_members_code_once_with_only_identity_and_property(tmp_p
 
 def test_run_delivers_everything_through_faults(tmp_path: Path, stand_in) -> None:
     server = stand_in(
-        error_rate=0.1, lost_answer_rate=0.1, record_failure_rate=0.05, max_concurrent=2, latency=0.05, seed=5
+        # latency long enough that 5 uploads always overlap the cap of 2, however busy the machine
+        error_rate=0.1, lost_answer_rate=0.1, record_failure_rate=0.05, max_concurrent=2, latency=0.2, seed=5
     )
     members = ids(200)
     result = run(config_for(tmp_path, server, members, clevertap_batch=25, clevertap_concurrency=5))
@@ -506,7 +507,7 @@ def test_expiry_property_pushes_a_clevertap_date_and_writes_a_date_column(tmp_pa
 def test_query_relative_dates_become_clevertap_day_numbers(tmp_path: Path) -> None:
     from datetime import date
 
-    from distributor.audience import read_query
+    from distributor.clevertap.audience import read_query
 
     path = tmp_path / "q.json"
     path.write_text(
@@ -572,7 +573,7 @@ def test_run_reads_the_audience_from_clevertap_then_next_day_publishes_only_newc
 
 
 def test_paging_many_profiles_with_a_small_batch(tmp_path: Path, stand_in, monkeypatch: pytest.MonkeyPatch) -> None:
-    from distributor import audience
+    from distributor.clevertap import audience
 
     monkeypatch.setattr(audience, "BATCH_SIZE", 7)
     server = stand_in()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 
-from distributor.concurrency import InFlightTarget
+from distributor.pacing.in_flight import InFlightTarget
 
 
 def test_a_single_call_goes_first_so_a_doomed_condition_costs_one_call() -> None:

@@ -6,14 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import SAMPLE_SEGMENT, SANDBOX_ENV, held_codes, make_config, read_codes, run, write_segment
+from virtual import VIRTUAL_URL, run_virtual
 
 from distributor.errors import EXIT_MEMBER_FAILURES, EXIT_OK, EXIT_STOPPED
 from distributor.journal import Journal
-from distributor.sandbox.world import SandboxConfig
+from distributor.sandbox import SandboxConfig
 from distributor.units import Rate
-
-from conftest import SAMPLE_SEGMENT, SANDBOX_ENV, held_codes, make_config, read_codes, run, write_segment
-from virtual import VIRTUAL_URL, run_virtual
 
 
 def ids(n: int, prefix: str = "cust-") -> list[str]:

@@ -15,6 +15,7 @@ import anyio
 import pytest
 from misbehaving import MisbehavingServer, endless, huge, reply, trickle
 
+from distributor.clevertap import CleverTapClient, CleverTapCredentials, CleverTapTransient
 from distributor.config import Credentials
 from distributor.voucherify import ApiError, TransportError, VoucherifyClient
 
@@ -124,3 +125,34 @@ def test_a_redirect_is_not_followed_and_says_where_it_points(server: Misbehaving
         publish(server)
     assert caught.value.status == 301 and caught.value.location == "https://example.com/v1/publications"
     assert len(server.requests) == 1
+
+
+# ---------------------------------------------------------------------- the CleverTap client is bounded the same way
+def clevertap_call(server: MisbehavingServer, call: str, *, timeout: float = 0.5) -> Any:
+    async def main() -> Any:
+        async with CleverTapClient(server.url, CleverTapCredentials("ACC-1", "pass-1"), timeout=timeout) as client:
+            if call == "upload":
+                return await client.upload([{"identity": "cust-1", "type": "profile", "profileData": {"c": "X"}}])
+            return await client.profile("cust-1")
+
+    return anyio.run(main, backend="asyncio")
+
+
+@pytest.mark.parametrize(
+    ("call", "behaviour"),
+    [
+        ("upload", trickle({"status": "success", "processed": 1, "unprocessed": []}, every=0.1)),
+        ("profile", endless()),
+    ],
+    ids=["trickled-upload-answer", "endless-profile"],
+)
+def test_a_misbehaving_clevertap_ends_as_a_transient_failure_within_the_deadline(
+    server: MisbehavingServer, call: str, behaviour: Any
+) -> None:
+    """Before the CleverTap client shared the bounded exchange, a trickled answer kept a push waiting for ever and
+    an endless one filled the memory."""
+    server.script(behaviour)
+    started = time.monotonic()
+    with pytest.raises(CleverTapTransient, match="no complete answer from CleverTap"):
+        clevertap_call(server, call)
+    assert time.monotonic() - started < 2.0

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from distributor.retry import Action, backoff, decide
+from distributor.pacing.retry import Action, backoff, backoff_testing, decide, is_testing
 from distributor.voucherify import ApiError, RateLimitHeaders, TransportError
 
 
@@ -70,6 +70,28 @@ def test_backoff_is_capped_full_jitter() -> None:
         assert all(0.0 <= wait <= ceiling for wait in sample)
         assert max(sample) > 0.8 * ceiling  # full jitter spreads over the whole range
         assert min(sample) < 0.2 * ceiling
+
+
+def test_testing_mode_removes_the_waits_and_restores_the_previous_mode() -> None:
+    assert not is_testing()
+    with backoff_testing():
+        assert is_testing()
+        assert [backoff(attempt, base=0.5, cap=30.0) for attempt in range(1, 10)] == [0.0] * 9
+    assert not is_testing()
+    assert any(backoff(3, base=0.5, cap=30.0) > 0.0 for _ in range(20))  # the real waits again
+
+
+def test_testing_mode_with_waits_draws_the_same_jitter_on_every_run() -> None:
+    def draws() -> list[float]:
+        with backoff_testing(waits=True, seed=1):
+            return [backoff(attempt, base=0.5, cap=8.0) for attempt in range(1, 8)]
+
+    first = draws()
+    assert first == draws()
+    rng = random.Random(1)
+    assert first == [rng.uniform(0.0, min(8.0, 0.5 * 2 ** (attempt - 1))) for attempt in range(1, 8)]
+    with backoff_testing(waits=True, seed=1):  # a caller's own generator wins
+        assert backoff(2, base=0.5, cap=8.0, rng=random.Random(7)) == random.Random(7).uniform(0.0, 1.0)
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])

@@ -26,11 +26,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from distributor import identities, outputs
+from distributor import outputs
 from distributor.errors import InputError
 from distributor.journal import Journal
-from distributor.loading import load_segment
-from distributor.segment import open_segment
+from distributor.segment import identities, open_segment
+from distributor.segment.loading import load_segment
 
 SETTINGS = settings(
     derandomize=True, max_examples=80, deadline=None, database=None,

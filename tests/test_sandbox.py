@@ -26,7 +26,8 @@ from distributor.sandbox import (
     load_campaigns,
 )
 from distributor.sandbox import campaigns as campaigns_module
-from distributor.sandbox.world import INVALID_JSON, Reply
+from distributor.sandbox.model import Reply
+from distributor.sandbox.requests import INVALID_JSON
 from distributor.units import Rate
 
 

@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import PROJECT, write_segment
+from virtual import VIRTUAL_URL, run_virtual
+
 from distributor.config import JobConfig
 from distributor.errors import EXIT_MEMBER_FAILURES, EXIT_OK, EXIT_STOPPED
-from distributor.sandbox.world import SandboxConfig
-from virtual import VIRTUAL_URL, run_virtual
+from distributor.sandbox import SandboxConfig
 
 TOKEN = "tok-ZX81-very-secret"
 WRONG = "tok-ZX81-wrong-secret"

@@ -18,12 +18,11 @@ import pytest
 from click.testing import CliRunner
 from conftest import make_config, run
 
-from distributor import identities
 from distributor.cli import main
 from distributor.errors import EXIT_OK, InputError
 from distributor.journal import SCHEMA_VERSION, SKIPPED_EXAMPLES, Journal
-from distributor.loading import load_segment
-from distributor.segment import MAX_RECORD, open_segment
+from distributor.segment import MAX_RECORD, identities, open_segment
+from distributor.segment.loading import load_segment
 
 CHUNK = b"x" * (1 << 20)
 

@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from distributor import identities
-from distributor.identities import invalid_reason, storable
+from distributor.segment import identities
+from distributor.segment.identities import invalid_reason, storable
 
 
 @pytest.mark.parametrize(

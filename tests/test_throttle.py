@@ -9,7 +9,7 @@ import anyio
 import looptime
 import pytest
 
-from distributor.throttle import Throttle, default_margin
+from distributor.pacing.throttle import Throttle, default_margin
 from distributor.units import Rate
 from distributor.voucherify import RateLimitHeaders
 

@@ -10,7 +10,6 @@ socket (signals, kill -9, the installed command) stays in the tests that use ``c
 from __future__ import annotations
 
 import asyncio
-import random
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,9 +18,10 @@ import httpx
 import looptime
 
 from distributor.config import JobConfig
+from distributor.pacing.retry import backoff_testing
 from distributor.run import Distribution, RunResult
+from distributor.sandbox import Sandbox, SandboxConfig
 from distributor.sandbox.app import AnswerDropped, create_app
-from distributor.sandbox.world import Sandbox, SandboxConfig
 
 #: The job calls this URL; ASGITransport answers it in-process, so nothing ever leaves the interpreter.
 VIRTUAL_URL = "http://127.0.0.1:9"
@@ -44,7 +44,6 @@ def run_virtual(
     from where that run ended, as a rerun of the same command would find Voucherify.
     """
     start = after.elapsed if after is not None else 0.0
-    random.seed(1)  # the retries' jitter: the same draws, so the same figures, on every run
 
     async def main() -> VirtualRun:
         loop = asyncio.get_running_loop()
@@ -57,9 +56,11 @@ def run_virtual(
         result = await Distribution(config, transport=transport, **options).run()
         return VirtualRun(result, world, loop.time())
 
-    return anyio.run(
-        main, backend="asyncio", backend_options={"loop_factory": lambda: looptime.new_event_loop(start=start)}
-    )
+    # the retries' waits stay (they cost only virtual time) with seeded jitter: the same figures on every run
+    with backoff_testing(waits=True, seed=1):
+        return anyio.run(
+            main, backend="asyncio", backend_options={"loop_factory": lambda: looptime.new_event_loop(start=start)}
+        )
 
 
 def _loop_time() -> float:

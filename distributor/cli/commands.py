@@ -66,7 +66,7 @@ def run(job_file: Path | None, **options: Any) -> None:
         setup_logging(config)
     try:
         if config.clevertap_query is not None:  # h7-clevertap: the segment from CleverTap's profiles API
-            from ..audience import fetch_audience
+            from ..clevertap.audience import fetch_audience
 
             config = fetch_audience(config)
         result = run_distribution(config, reporter=reporter, handle_signals=True)
@@ -180,9 +180,7 @@ def sandbox(port: int, host: str, arrivals: Path | None, **options: Any) -> None
 
     A journal belongs to one host: a rehearsal on loopback needs its own --output (or --state).
     """
-    from ..sandbox import serve
-    from ..sandbox.clevertap import CleverTapConfig, CleverTapWorld
-    from ..sandbox.embedded import sandbox_config
+    from ..sandbox import CleverTapConfig, CleverTapWorld, sandbox_config, serve
 
     clevertap_options = {
         key.removeprefix("clevertap_"): options.pop(key) for key in list(options) if key.startswith("clevertap_")

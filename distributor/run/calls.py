@@ -20,7 +20,7 @@ import anyio
 from ..config import JobConfig
 from ..errors import StopRun
 from ..journal import Journal, Member
-from ..retry import Action, Decision, backoff, decide
+from ..pacing.retry import Action, Decision, backoff, decide
 from ..units import format_duration
 from ..voucherify import ApiError, Publication, TransportError, VoucherifyClient
 from .pace import Pace

@@ -39,10 +39,10 @@ from ..config import JobConfig, refuse_stand_in_codes_for_real_profiles
 from ..errors import EXIT_MEMBER_FAILURES, EXIT_OK, ConfigError, DistributorError, StorageError
 from ..export import Exported, export_files
 from ..journal import DONE, Journal
-from ..loading import load_segment
 from ..paths import check_destinations
 from ..push import PushOutcome, RunPush
 from ..segment import Segment, open_segment
+from ..segment.loading import load_segment
 from ..target import voucherify_target
 from ..voucherify import RateLimitHeaders, VoucherifyClient
 from .calls import Calls

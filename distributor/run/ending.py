@@ -12,8 +12,8 @@ from ..config import JobConfig
 from ..errors import EXIT_MEMBER_FAILURES, EXIT_OK, EXIT_STOPPED, DistributorError, StopRun, StorageError
 from ..export import Exported
 from ..journal import Journal
+from ..pacing.throttle import ThrottleStats
 from ..push import PushOutcome
-from ..throttle import ThrottleStats
 from .stats import RunStats
 from .summary import (
     CallFigures,

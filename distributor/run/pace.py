@@ -9,10 +9,10 @@ import time
 
 import anyio
 
-from ..concurrency import InFlightTarget
 from ..config import JobConfig
 from ..journal import Journal
-from ..throttle import Throttle
+from ..pacing.in_flight import InFlightTarget
+from ..pacing.throttle import Throttle
 from ..units import format_duration
 from ..voucherify import RateLimitHeaders
 from .stopping import Stopping

@@ -1,8 +1,9 @@
 """The sandbox's HTTP face: a Starlette app that turns requests into calls on a :class:`~.world.Sandbox`.
 
-The rules live in ``world.py``; this module only parses requests, sleeps the drawn latency (asynchronously, so
-the server keeps serving other requests meanwhile) and writes the answers, including the deliberately broken
-ones: an HTML 502, and a "lost answer" whose connection drops after the status line.
+The rules live behind the ``Sandbox`` façade (``world.py`` and its parts); this module only parses requests,
+sleeps the drawn latency (asynchronously, so the server keeps serving other requests meanwhile) and writes the
+answers, including the deliberately broken ones: an HTML 502, and a "lost answer" whose connection drops after
+the status line.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .clevertap import CleverTapWorld, clevertap_routes
-from .world import INVALID_JSON, Kind, Reply, Sandbox, Ticket
+from .model import Kind, Reply, Ticket
+from .requests import INVALID_JSON
+from .world import Sandbox
 
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 

@@ -99,11 +99,12 @@ class Campaign:
             raise ConfigError(f"{where}: the codes pool contains duplicates")
         if self.type == "AUTO_UPDATE" and ("#" not in self.code_pattern or not self.code_charset):
             raise ConfigError(f"{where}: code_pattern needs at least one '#' and code_charset characters")
-        if self.voucher_type == "DISCOUNT_VOUCHER":
-            if not isinstance(self.discount, dict) or self.discount.get("type") not in DISCOUNT_TYPES:
-                raise ConfigError(
-                    f"{where}: a DISCOUNT_VOUCHER needs discount = {{ type = one of {', '.join(DISCOUNT_TYPES)}, ... }}"
-                )
+        if self.voucher_type == "DISCOUNT_VOUCHER" and (
+            not isinstance(self.discount, dict) or self.discount.get("type") not in DISCOUNT_TYPES
+        ):
+            raise ConfigError(
+                f"{where}: a DISCOUNT_VOUCHER needs discount = {{ type = one of {', '.join(DISCOUNT_TYPES)}, ... }}"
+            )
         if self.voucher_type == "GIFT_VOUCHER" and (self.gift_amount is None or self.gift_amount < 0):
             raise ConfigError(f"{where}: a GIFT_VOUCHER needs gift_amount (in cents, >= 0)")
         for name in ("start_date", "expiration_date"):
@@ -254,11 +255,11 @@ def _iso_datetime(where: str, name: str, value: object) -> str:
     if not isinstance(value, dt.datetime):
         raise ConfigError(f"{where}: {name} must be an ISO date-time")
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
+        value = value.replace(tzinfo=dt.UTC)
     return iso_utc(value.timestamp())
 
 
 def iso_utc(timestamp: float) -> str:
     """Unix time → ``2026-01-31T23:59:59.123Z``, the form of every Voucherify timestamp."""
-    moment = dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc)
+    moment = dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -32,8 +32,9 @@ from ..config import Credentials
 from ..errors import ConfigError
 from .campaigns import load_campaigns
 from .clevertap import CleverTapConfig, CleverTapDropped, CleverTapWorld, clevertap_routes
+from .model import DEMO_APP_ID, DEMO_APP_TOKEN, SandboxConfig
 from .server import SandboxServer
-from .world import DEMO_APP_ID, DEMO_APP_TOKEN, Sandbox, SandboxConfig
+from .world import Sandbox
 
 if TYPE_CHECKING:
     from ..config import JobConfig

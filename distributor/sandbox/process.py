@@ -31,7 +31,7 @@ class SandboxProcess:
         self._arrivals_path = Path(self._folder.name) / "arrivals.jsonl"
         self._process: subprocess.Popen[str] | None = None
 
-    def __enter__(self) -> "SandboxProcess":
+    def __enter__(self) -> SandboxProcess:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "distributor", "sandbox", "--port", "0", "--arrivals", str(self._arrivals_path),
              *self.options],

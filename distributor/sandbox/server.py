@@ -12,22 +12,27 @@ from pathlib import Path
 from types import FrameType, TracebackType
 
 import uvicorn
+from starlette.requests import ClientDisconnect
 
 from .app import AnswerDropped, create_app
 from .clevertap import CleverTapDropped, CleverTapWorld
-from .world import Sandbox, SandboxConfig
+from .model import SandboxConfig
+from .world import Sandbox
 
 #: How long to wait for the server thread to start, or to finish its requests when stopping.
 _START_TIMEOUT = 10.0
-_STOP_TIMEOUT = 5.0
+_STOP_TIMEOUT = 5  # whole seconds: uvicorn's timeout_graceful_shutdown is an int
 
 
 class _QuietDrops(logging.Filter):
-    """Keeps the deliberate connection drops (``AnswerDropped``), and the requests cut short when the sandbox is
-    stopped while answers are still pending (``CancelledError``), out of uvicorn's error log; real errors pass."""
+    """Keeps the deliberate connection drops (``AnswerDropped``, ``CleverTapDropped``), the requests cut short when
+    the sandbox is stopped while answers are still pending (``CancelledError``), and the requests whose client went
+    away before sending their whole body (``ClientDisconnect``: a client killed mid-request) out of uvicorn's error
+    log; real errors pass."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], (AnswerDropped, CleverTapDropped, asyncio.CancelledError)))
+        expected = (AnswerDropped, CleverTapDropped, asyncio.CancelledError, ClientDisconnect)
+        return not (record.exc_info and isinstance(record.exc_info[1], expected))
 
 
 _uvicorn_errors = logging.getLogger("uvicorn.error")
@@ -89,6 +94,9 @@ class SandboxServer:
         # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets that say they are TCP,
         # and without it every keep-alive answer waits ~40 ms (Nagle vs delayed ACK).
         sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        # SO_REUSEADDR: a sandbox stopped and started again on the same port (an outage in a fault campaign)
+        # can bind while the connections of its previous life linger in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.host, self.port))
         except OSError:

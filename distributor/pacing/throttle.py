@@ -11,8 +11,8 @@ retries and look-ups included — and the job should still use almost all of ``N
    quantised — it spins forever on a virtual test clock.  The schedule below is a few lines and does all three.)
 2. **A sliding-window log** of our own send times: a call is sent only when fewer than ``allowed`` of our calls
    were sent in the last ``window`` seconds.  This is the hard guarantee, whatever the pacer does.  The window is
-   the period plus a small ``margin`` (2 % of the period, between 100 ms and 500 ms), which absorbs the jitter between the
-   moment we send and the moment the server counts the call.  A resumed run seeds the log with the calls the
+   the period plus a small ``margin`` (2 % of the period, between 100 ms and 500 ms), which absorbs the jitter
+   between the moment we send and the moment the server counts the call.  A resumed run seeds the log with the calls the
    journal says the previous run made, because the server still remembers them.
 3. **Feedback** from Voucherify's headers, downward only: every answer's ``X-Rate-Limit-Limit`` and
    ``-Remaining`` tell how many calls the server counted; what exceeds our own calls was spent by other clients
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import anyio
 
-from .units import Rate
-from .voucherify import RateLimitHeaders
+from ..units import Rate
+from ..voucherify.models import RateLimitHeaders
 
 #: Share of ``allowed`` that the pacer may send early to catch up after a quiet spell.
 _BURST_SHARE = 0.02

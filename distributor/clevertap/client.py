@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..exchange import NoCompleteAnswer, bounded_exchange
 
 ENV_ACCOUNT_ID = "CLEVERTAP_ACCOUNT_ID"
 ENV_PASSCODE = "CLEVERTAP_PASSCODE"
@@ -38,6 +39,8 @@ REGIONS = {
 }
 #: Per-record answer codes that mean "try again" (CleverTap's other per-record codes, e.g. 523, are final).
 TRANSIENT_RECORD_CODES = frozenset({429, 500, 502, 503, 504})
+#: The largest answer read: a profiles page of 5,000 records with their properties stays well below it.
+MAX_BODY_BYTES = 64 * 1024 * 1024
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _SKIPPED = re.compile(r"Skipped record number\s*:\s*(\d+)")
 
@@ -143,6 +146,7 @@ class CleverTapClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self._deadline = timeout  # of the whole call, body included (see distributor.exchange)
         self._http = httpx.AsyncClient(
             base_url=self.url,
             headers={
@@ -238,12 +242,11 @@ class CleverTapClient:
     # ------------------------------------------------------------------ plumbing
     async def _call(self, method: str, path: str, *, exact: bool = False, **kwargs: Any) -> dict[str, Any]:
         try:
-            response = await self._http.request(method, path, **kwargs)
-            content = await response.aread()
-        except httpx.TimeoutException:
-            raise CleverTapTransient(f"no answer from CleverTap to {method} {path} in time") from None
-        except httpx.HTTPError as error:
-            raise CleverTapTransient(f"no answer from CleverTap to {method} {path}: {type(error).__name__}") from None
+            response, content = await bounded_exchange(
+                self._http, method, path, deadline=self._deadline, max_body=MAX_BODY_BYTES, **kwargs
+            )
+        except NoCompleteAnswer as failure:
+            raise CleverTapTransient(f"no complete answer from CleverTap to {method} {path}: {failure}") from None
         body = _body(content, exact=exact)
         message = str(body.get("error") or f"HTTP {response.status_code}")
         code = _int(body.get("code"))

@@ -7,7 +7,7 @@
 Every answer's ``X-Rate-Limit-*`` headers are handed to an observer (the throttle), whatever the status.  Failures
 are raised as :class:`ApiError` (Voucherify answered with an error status) or :class:`TransportError` (no usable
 answer: timeout, connection refused or dropped, garbled body).  Nothing here retries: that is policy
-(``retry.py``), applied by the engine.  The app token is sent in a header and appears nowhere else: not in
+(``pacing/retry.py``), applied by the run.  The app token is sent in a header and appears nowhere else: not in
 exceptions, not in ``repr``, not in logs — and a server that echoes it in an error is redacted here, at the
 boundary, before anything else sees the text.
 
@@ -20,160 +20,27 @@ with one warning per kind of nonsense.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import anyio
 import httpx
 
-from ._version import __version__
-from .config import Credentials
+from .._version import __version__
+from ..config import Credentials
+from ..exchange import NoCompleteAnswer, bounded_exchange
+from .models import ApiError, Campaign, Publication, RateLimitHeaders, TransportError
 
 API_VERSION = "v2018-08-01"
 #: The largest answer read (decompressed); a publication is a few kB, a list of ten a few tens of kB.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 #: What a secret echoed by the server is replaced with.
 REDACTED = "***"
-#: Rate-limit hints further away than this are not Unix times in seconds (a billing cycle is at most a month).
-_LONGEST_PLAUSIBLE_HINT = 40 * 86400.0
-#: No Voucherify plan allows more calls than this per window.
-_LARGEST_PLAUSIBLE_LIMIT = 10_000_000
-
 log = logging.getLogger("distributor")
-
-
-@dataclass(frozen=True)
-class RateLimitHeaders:
-    """Voucherify's rate-limit headers of one answer (``X-Rate-Limit-…``, note the hyphen), all optional."""
-
-    limit: int | None = None
-    remaining: int | None = None
-    #: Unix time at which the next call may be made (``X-Rate-Limit-Retry``).
-    retry_at: float | None = None
-    #: Seconds to wait (``Retry-After``), sent once a limit is hit.
-    retry_after: float | None = None
-    #: Which limit was hit: ``api_calls``, ``bulk_api_calls``, ``api_calls_cycle``, ``webhook_calls``.
-    limit_type: str | None = None
-
-    @classmethod
-    def from_headers(cls, headers: Mapping[str, str], now: float | None = None) -> "RateLimitHeaders":
-        return cls(
-            limit=_int(headers.get("x-rate-limit-limit")),
-            remaining=_int(headers.get("x-rate-limit-remaining")),
-            retry_at=_float(headers.get("x-rate-limit-retry")),
-            retry_after=_retry_after(headers.get("retry-after"), now),
-            limit_type=(headers.get("x-rate-limit-type") or None),
-        )
-
-    def plausible(self, now: float) -> tuple[RateLimitHeaders, list[str]]:
-        """These headers without the values that cannot be true, and what was wrong with them (``now``: Unix time).
-
-        A retry time that is not a Unix time in seconds (e.g. milliseconds), a ``Retry-After`` beyond a billing
-        cycle, a limit of zero or of millions, more calls remaining than the limit: treated as absent.
-        """
-        problems: list[str] = []
-        limit, remaining, retry_at, retry_after = self.limit, self.remaining, self.retry_at, self.retry_after
-        if limit is not None and not 0 < limit <= _LARGEST_PLAUSIBLE_LIMIT:
-            problems.append(f"X-Rate-Limit-Limit {limit} is not a plausible limit")
-            limit = remaining = None
-        if remaining is not None and (remaining < 0 or (limit is not None and remaining > limit)):
-            problems.append(f"X-Rate-Limit-Remaining {remaining} is not between 0 and the limit {limit}")
-            limit = remaining = None
-        if retry_at is not None and not now - 86400.0 <= retry_at <= now + _LONGEST_PLAUSIBLE_HINT:
-            problems.append(f"X-Rate-Limit-Retry {retry_at:g} is not a Unix time in seconds near now")
-            retry_at = None
-        if retry_after is not None and retry_after > _LONGEST_PLAUSIBLE_HINT:
-            problems.append(f"Retry-After {retry_after:g}s is not a plausible wait")
-            retry_after = None
-        if not problems:
-            return self, []
-        clean = RateLimitHeaders(limit, remaining, retry_at, retry_after, self.limit_type)
-        return clean, problems
-
-    def wait_until(self, now: float) -> float | None:
-        """The later of the two hints, as a Unix time, or ``None`` when the answer gave neither."""
-        hints = [t for t in (self.retry_at, None if self.retry_after is None else now + self.retry_after) if t]
-        return max(hints) if hints else None
-
-
-class ApiError(Exception):
-    """Voucherify answered with an error status.  Carries its ``key``, ``message`` and ``request_id``."""
-
-    def __init__(
-        self,
-        status: int,
-        *,
-        key: str | None,
-        message: str,
-        details: str | None = None,
-        request_id: str | None = None,
-        resource_type: str | None = None,
-        rate: RateLimitHeaders = RateLimitHeaders(),
-        endpoint: str = "",
-        location: str | None = None,
-    ) -> None:
-        super().__init__(f"{endpoint} → {status} {key or ''}: {message}".strip())
-        self.status = status
-        self.key = key
-        self.message = message
-        self.details = details
-        self.request_id = request_id
-        self.resource_type = resource_type
-        self.rate = rate
-        self.endpoint = endpoint
-        #: where a 3xx answer points (``Location``)
-        self.location = location
-
-    @property
-    def description(self) -> str:
-        """``message`` and ``details`` in one line, for reports."""
-        if self.details and self.details != self.message:
-            return f"{self.message}: {self.details}"
-        return self.message
-
-
-class TransportError(Exception):
-    """No usable answer: timeout, connection refused or dropped, or a body that is not what was promised.
-
-    The request may or may not have reached Voucherify and been committed.
-    """
-
-    def __init__(self, kind: str, detail: str, *, endpoint: str = "") -> None:
-        super().__init__(f"{endpoint}: {kind}: {detail}" if endpoint else f"{kind}: {detail}")
-        self.kind = kind
-        self.detail = detail
-        self.endpoint = endpoint
-
-
-@dataclass(frozen=True)
-class Publication:
-    id: str | None
-    code: str
-    source_id: str | None
-    customer_source_id: str | None
-    campaign: str | None
-    campaign_id: str | None
-    #: the voucher's ``expiration_date`` (ISO 8601), when it has one (h7-clevertap: ``--expiry-property``)
-    expiration_date: str | None = None
-
-
-@dataclass(frozen=True)
-class Campaign:
-    id: str
-    name: str
-    type: str | None
-    campaign_type: str | None
-    join_once: bool
-    active: bool | None
-    vouchers_count: int | None
-    start_date: str | None
-    expiration_date: str | None
 
 
 #: Called with every answer: its rate-limit headers, its status, when it was sent and how long it took (loop time).
@@ -215,7 +82,7 @@ class VoucherifyClient:
             follow_redirects=False,
         )
 
-    async def __aenter__(self) -> "VoucherifyClient":
+    async def __aenter__(self) -> VoucherifyClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -256,7 +123,11 @@ class VoucherifyClient:
         if not isinstance(items, list):
             raise TransportError("unexpected body", "no publications list", endpoint="GET /v1/publications")
         for item in items:
-            if isinstance(item, dict) and item.get("source_id") == source_id and item.get("result", "SUCCESS") == "SUCCESS":
+            if (
+                isinstance(item, dict)
+                and item.get("source_id") == source_id
+                and item.get("result", "SUCCESS") == "SUCCESS"
+            ):
                 return _publication(item, "GET /v1/publications")
         return None
 
@@ -286,43 +157,26 @@ class VoucherifyClient:
 
     async def _call_within_deadline(self, method: str, path: str, endpoint: str, **kwargs: Any) -> Any:
         """One request, whose whole exchange (connect, send, headers, body) must end within the deadline."""
-        with anyio.move_on_after(self._deadline) as deadline:
-            response, content = await self._exchange(method, path, endpoint, **kwargs)
-        if deadline.cancelled_caught:
-            raise TransportError("timeout", f"no complete answer within {self._deadline:g}s", endpoint=endpoint)
+        sent_at = anyio.current_time()
+
+        def observe(response: httpx.Response) -> None:
+            if self._observer is not None:
+                took = anyio.current_time() - sent_at
+                self._observer(self._rate_of(response), response.status_code, sent_at, took)
+
+        try:
+            response, content = await bounded_exchange(
+                self._client, method, path, deadline=self._deadline, max_body=self._max_body, on_headers=observe,
+                **kwargs,
+            )
+        except NoCompleteAnswer as failure:
+            raise TransportError(failure.kind, failure.detail, endpoint=endpoint) from None
         body = _json_or_none(content)
         if response.is_success:
             if body is None:
                 raise TransportError("unexpected body", f"HTTP {response.status_code} without JSON", endpoint=endpoint)
             return body
         raise _api_error(response, body, self._rate_of(response), endpoint)
-
-    async def _exchange(self, method: str, path: str, endpoint: str, **kwargs: Any) -> tuple[httpx.Response, bytes]:
-        sent_at = anyio.current_time()
-        try:
-            async with self._client.stream(method, path, **kwargs) as response:
-                if self._observer is not None:
-                    self._observer(self._rate_of(response), response.status_code, sent_at, anyio.current_time() - sent_at)
-                content = await self._read_capped(response, endpoint)
-        except httpx.TimeoutException as exc:
-            raise TransportError("timeout", type(exc).__name__, endpoint=endpoint) from None
-        except httpx.TransportError as exc:
-            raise TransportError("connection", f"{type(exc).__name__}: {exc}", endpoint=endpoint) from None
-        return response, content
-
-    async def _read_capped(self, response: httpx.Response, endpoint: str) -> bytes:
-        """The body, read as it streams in, abandoned as soon as it exceeds ``max_body`` bytes."""
-        declared = _int(response.headers.get("content-length"))
-        if declared is not None and declared > self._max_body:
-            raise TransportError("oversized answer", f"{declared} bytes announced, at most {self._max_body} read", endpoint=endpoint)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > self._max_body:
-                raise TransportError("oversized answer", f"more than {self._max_body} bytes", endpoint=endpoint)
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def _rate_of(self, response: httpx.Response) -> RateLimitHeaders:
         """The answer's rate-limit headers, without the implausible ones (one warning per kind of nonsense)."""
@@ -406,31 +260,3 @@ def _json_or_none(content: bytes) -> Any:
 
 def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(float(value)) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
-def _float(value: str | None) -> float | None:
-    try:
-        return float(value) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
-def _retry_after(value: str | None, now: float | None) -> float | None:
-    """``Retry-After`` is seconds or an HTTP date (RFC 9110)."""
-    if not value:
-        return None
-    seconds = _float(value)
-    if seconds is not None:
-        return max(0.0, seconds)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))

@@ -36,17 +36,45 @@ import codecs
 import csv
 import glob
 import gzip
-import io
-import itertools
-import json
-import re
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, NamedTuple, cast
+from typing import NamedTuple
 
-from .errors import InputError
+from ..errors import InputError
+from .formats import (
+    CSV,
+    DELIMITER_NAMES,
+    GZIP_MAGIC,
+    JSON_LINES,
+    LOOSE_NAMES,
+    MAX_RECORD,
+    PARQUET,
+    PARQUET_MAGIC,
+    SNIFF_BYTES,
+    UNDECODABLE,
+    BoundedLines,
+    NulByte,
+    RecordTooLong,
+    binary_file,
+    bounded_raw_lines,
+    csv_columns,
+    csv_dialect,
+    damaged_gzip,
+    decode_line,
+    first_line,
+    gunzip_head,
+    jsonl_columns,
+    loose_name,
+    open_binary,
+    open_text,
+    parquet_columns,
+    parquet_texts,
+    parse_json_record,
+    refuse_non_exports,
+    too_long,
+)
 
 #: Identity columns recognised without ``--id-column``, in order of preference, and what they key on in
 #: CleverTap: ``identity`` (the customer's identity) or ``objectId`` (CleverTap's own profile id).
@@ -60,39 +88,6 @@ IDENTITY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("CleverTap ID", "objectId"),
     ("CleverTapID", "objectId"),
 )
-#: The same names with case, spaces, ``_`` and ``-`` ignored: recognises ``Identity `` or ``clevertap_id`` too.
-_LOOSE_NAMES = {"identity": "identity", "objectid": "objectId", "clevertapid": "objectId"}
-
-CSV = "csv"
-JSON_LINES = "jsonl"
-PARQUET = "parquet"
-
-_GZIP_MAGIC = b"\x1f\x8b"
-_PARQUET_MAGIC = b"PAR1"
-_SNIFF_BYTES = 64 * 1024
-#: Largest record (a CSV row, quoted line breaks included, or a JSON line) read, in characters: 1 MiB.  CleverTap
-#: refuses identities of 1024 characters or more and caps property values far lower; a longer record is a damaged
-#: or hostile file (a gzip bomb of one endless field), refused naming file and row before it is held in memory.
-MAX_RECORD = 1024 * 1024
-#: An Excel ``sep=`` first line (``sep=,``, ``sep=;``, ``sep=\t``) names the separator; Excel hides it.
-_EXCEL_SEPARATOR = re.compile(r"\Asep=(.)(\r\n|\n|\r)")
-_DELIMITER_NAMES = {",": "comma", "\t": "tab", ";": "semicolon"}
-#: Characters that cannot come out of valid UTF-8: what ``surrogateescape`` makes of an undecodable byte.
-_UNDECODABLE = re.compile("[\udc80-\udcff]")
-
-#: Files that are not a segment export but look like one by name, told by their first bytes: what to do instead.
-_NOT_AN_EXPORT: tuple[tuple[bytes, str], ...] = (
-    (b"PK\x03\x04", "is a ZIP archive (a zipped export, or an Excel workbook): unzip it, or save it as CSV"),
-    (b"\xef\xbb\xbf\xef\xbb\xbf", "starts with two byte-order marks: it was converted to UTF-8 twice; export it again"),
-    (b"\xff\xfe\x00\x00", "is UTF-32 text: export it again (or save it) as UTF-8"),
-    (b"\x00\x00\xfe\xff", "is UTF-32 text: export it again (or save it) as UTF-8"),
-    (b"\xff\xfe", "is UTF-16 text: export it again (or save it) as UTF-8"),
-    (b"\xfe\xff", "is UTF-16 text: export it again (or save it) as UTF-8"),
-    (b"BZh", "is bzip2-compressed: decompress it (bunzip2) or export it again as .csv.gz"),
-    (b"\xfd7zXZ\x00", "is xz-compressed: decompress it (unxz) or export it again as .csv.gz"),
-    (b"\x28\xb5\x2f\xfd", "is zstd-compressed: decompress it (unzstd) or export it again as .csv.gz"),
-)
-
 
 #: How a row is named in messages and reports: its number in a one-file segment, ``file:number`` in several parts.
 RowLabel = int | str
@@ -104,46 +99,6 @@ class Row(NamedTuple):
 
     number: RowLabel
     identity: str
-
-
-class _RecordTooLong(Exception):
-    """A record longer than :data:`MAX_RECORD`: raised by :class:`_BoundedLines` before it is held whole."""
-
-
-class _NulByte(Exception):
-    """A NUL byte in the file's text: a binary or damaged file, wherever it is."""
-
-
-class _BoundedLines:
-    """The lines of a text stream for the csv module, each read with a bounded ``readline``: a record (the lines
-    since :meth:`next_record`) longer than :data:`MAX_RECORD` raises :class:`_RecordTooLong` with at most twice that
-    much held, whatever the file holds; a NUL raises :class:`_NulByte`.  (A generator: much cheaper per line than
-    a ``__next__`` method.)"""
-
-    def __init__(self, handle: IO[str], limit: int = MAX_RECORD) -> None:
-        self._limit = limit
-        self._read = 0  # characters read so far
-        self._record_start = 0  # ... when the current record began
-        self._lines = self._bounded(handle)
-
-    def next_record(self) -> None:
-        self._record_start = self._read
-
-    def __iter__(self) -> Iterator[str]:
-        return self._lines
-
-    def __next__(self) -> str:
-        return next(self._lines)
-
-    def _bounded(self, handle: IO[str]) -> Iterator[str]:
-        readline, limit = handle.readline, self._limit
-        while line := readline(limit + 1):
-            self._read += len(line)
-            if self._read - self._record_start > limit:
-                raise _RecordTooLong
-            if "\x00" in line:
-                raise _NulByte
-            yield line
 
 
 @dataclass(frozen=True)
@@ -169,7 +124,7 @@ class SegmentFile:
         how = "recognised" if self.id_column_recognised else "as asked"
         kind = f"{'gzip-compressed ' if self.compressed else ''}{self.format.upper()}"
         if self.format == CSV and self.delimiter != ",":
-            kind += f", {_DELIMITER_NAMES[self.delimiter]}-separated"
+            kind += f", {DELIMITER_NAMES[self.delimiter]}-separated"
         where = f"column {self.columns.index(self.id_column) + 1} of {len(self.columns)}"
         column = f"identity column {self.id_column!r} ({how}), {where}"
         return f"{self.path} ({kind}): {column}, keyed as CleverTap {self.key}"
@@ -187,8 +142,8 @@ class SegmentFile:
         number = 1  # the header is row 1
         batch: list[Row] = []
         try:
-            with _open_text(self.path, self.compressed) as handle:
-                lines = _BoundedLines(handle)
+            with open_text(self.path, self.compressed) as handle:
+                lines = BoundedLines(handle)
                 records = csv.reader(lines, delimiter=self.delimiter, strict=True)
                 if self.separator_line:
                     next(lines)
@@ -212,36 +167,36 @@ class SegmentFile:
                         batch = []
         except UnicodeDecodeError:
             raise self._not_utf8() from None
-        except _RecordTooLong:
-            raise _too_long(self.path, "row", number + 1) from None
-        except _NulByte:
-            raise _binary(self.path, "row", number + 1) from None
+        except RecordTooLong:
+            raise too_long(self.path, "row", number + 1) from None
+        except NulByte:
+            raise binary_file(self.path, "row", number + 1) from None
         except csv.Error as exc:
-            raise InputError(f"{self.path}: row {number + 1} is not valid CSV: {_first_line(exc)}") from None
+            raise InputError(f"{self.path}: row {number + 1} is not valid CSV: {first_line(exc)}") from None
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            raise _damaged_gzip(self.path, "row", number, exc) from None
+            raise damaged_gzip(self.path, "row", number, exc) from None
         except OSError as exc:
-            raise InputError(f"{self.path}: cannot be read after row {number}: {_first_line(exc)}") from None
+            raise InputError(f"{self.path}: cannot be read after row {number}: {first_line(exc)}") from None
         if batch:
             yield batch
 
     def _not_utf8(self) -> InputError:
         """Find the first row holding a byte that is not UTF-8 (a second pass, only when reading failed)."""
-        with _open_text(self.path, self.compressed, errors="surrogateescape") as handle:
-            lines = _BoundedLines(handle)
+        with open_text(self.path, self.compressed, errors="surrogateescape") as handle:
+            lines = BoundedLines(handle)
             if self.separator_line:
                 next(lines, None)
             try:
                 for number, record in enumerate(csv.reader(lines, delimiter=self.delimiter), start=1):
                     lines.next_record()
                     for column, value in enumerate(record):
-                        if _UNDECODABLE.search(value):
+                        if UNDECODABLE.search(value):
                             name = self.columns[column] if column < len(self.columns) else f"field {column + 1}"
                             return InputError(
                                 f"{self.path}: row {number} is not UTF-8 text (in column {name!r}); "
                                 "export the segment again as UTF-8"
                             )
-            except (_RecordTooLong, _NulByte, csv.Error):
+            except (RecordTooLong, NulByte, csv.Error):
                 pass
         return InputError(f"{self.path}: is not UTF-8 text; export the segment again as UTF-8")
 
@@ -250,25 +205,25 @@ class SegmentFile:
         batch: list[Row] = []
         number = 0
         try:
-            with _open_binary(self.path, self.compressed) as handle:
-                for number, raw in enumerate(_bounded_raw_lines(handle, self.path), start=1):
-                    line = _decode_line(raw, self.path, number)
+            with open_binary(self.path, self.compressed) as handle:
+                for number, raw in enumerate(bounded_raw_lines(handle, self.path), start=1):
+                    line = decode_line(raw, self.path, number)
                     if not line.strip():
                         continue
-                    record = _parse_json_record(line, self.path, number)
+                    record = parse_json_record(line, self.path, number)
                     batch.append(Row(number, self._json_identity(record.get(self.id_column), number)))
                     if len(batch) >= size:
                         yield batch
                         batch = []
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            raise _damaged_gzip(self.path, "line", number, exc) from None
+            raise damaged_gzip(self.path, "line", number, exc) from None
         except OSError as exc:
-            raise InputError(f"{self.path}: cannot be read after line {number}: {_first_line(exc)}") from None
+            raise InputError(f"{self.path}: cannot be read after line {number}: {first_line(exc)}") from None
         if batch:
             yield batch
 
     def _json_identity(self, value: object, number: int) -> str:
-        """The identity's text: strings as they are, numbers as written (see :func:`_parse_json_record`),
+        """The identity's text: strings as they are, numbers as written (see :func:`parse_json_record`),
         ``null`` or a missing key as empty.  A boolean, list or object is no identity: the column is wrong."""
         if value is None:
             return ""
@@ -289,11 +244,11 @@ class SegmentFile:
         try:
             parquet = pq.ParquetFile(self.path)
             for record_batch in parquet.iter_batches(batch_size=size, columns=[self.id_column]):
-                values = _parquet_texts(record_batch.column(0), self.path, number)
+                values = parquet_texts(record_batch.column(0), self.path, number)
                 yield [Row(number + i + 1, "" if value is None else value) for i, value in enumerate(values)]
                 number += len(values)
         except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"{self.path}: cannot be read after row {number}: {_first_line(exc)}") from None
+            raise InputError(f"{self.path}: cannot be read after row {number}: {first_line(exc)}") from None
 
 
 @dataclass(frozen=True)
@@ -419,29 +374,29 @@ def _open_file(path: Path, id_column: str | None, differs_from: Path | None = No
         raise InputError(f"segment file {path} is a folder, not a file")
     try:
         with path.open("rb") as handle:
-            head = handle.read(_SNIFF_BYTES)
+            head = handle.read(SNIFF_BYTES)
     except OSError as exc:
         raise InputError(f"segment file {path} cannot be read: {exc.strerror or exc}") from None
     if not head:
         raise InputError(f"segment file {path} is empty")
 
-    if head.startswith(_PARQUET_MAGIC):
-        columns = _parquet_columns(path)
+    if head.startswith(PARQUET_MAGIC):
+        columns = parquet_columns(path)
         return _with_id_column(path, PARQUET, False, columns, id_column, differs_from=differs_from)
 
-    compressed = head.startswith(_GZIP_MAGIC)
+    compressed = head.startswith(GZIP_MAGIC)
     if compressed:
-        head = _gunzip_head(path)
+        head = gunzip_head(path)
         if not head:
             raise InputError(f"segment file {path} is an empty gzip file")
-        if head.startswith(_PARQUET_MAGIC):
+        if head.startswith(PARQUET_MAGIC):
             raise InputError(
                 f"segment file {path} is a gzip-compressed Parquet file: Parquet is compressed inside already; "
                 "decompress it (gunzip) and give the .parquet file"
             )
-        if head.startswith(_GZIP_MAGIC):
+        if head.startswith(GZIP_MAGIC):
             raise InputError(f"segment file {path} is gzip-compressed twice: decompress it once (gunzip)")
-    _refuse_non_exports(path, head)
+    refuse_non_exports(path, head)
     start = head.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n")
     if start.startswith(b"["):
         raise InputError(
@@ -449,10 +404,10 @@ def _open_file(path: Path, id_column: str | None, differs_from: Path | None = No
             "lines or CSV"
         )
     if start.startswith(b"{"):
-        columns = _jsonl_columns(path, compressed)
+        columns = jsonl_columns(path, compressed)
         return _with_id_column(path, JSON_LINES, compressed, columns, id_column, differs_from=differs_from)
-    delimiter, separator_line = _csv_dialect(path, head, id_column)
-    columns = _csv_columns(path, compressed, delimiter, separator_line)
+    delimiter, separator_line = csv_dialect(path, head, id_column)
+    columns = csv_columns(path, compressed, delimiter, separator_line)
     return _with_id_column(
         path, CSV, compressed, columns, id_column, delimiter, separator_line=separator_line, differs_from=differs_from
     )
@@ -479,20 +434,20 @@ def _with_id_column(
 
     if id_column is not None:
         if id_column not in columns:
-            near = [c for c in columns if _loose(c) == _loose(id_column)]
+            near = [c for c in columns if loose_name(c) == loose_name(id_column)]
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             other = f", the identity column of {differs_from}" if differs_from else ""
             raise InputError(
                 f"{path}: no column {id_column!r}{other}{hint}; the columns are {_list_columns(columns)}"
                 + ("; all parts of a segment share one identity column" if differs_from else "")
             )
-        return segment(id_column, _LOOSE_NAMES.get(_loose(id_column), "identity"), recognised=False)
+        return segment(id_column, LOOSE_NAMES.get(loose_name(id_column), "identity"), recognised=False)
     for name, key in IDENTITY_COLUMNS:
         if name in columns:
             return segment(name, key, recognised=True)
-    loose = [c for c in columns if _loose(c) in _LOOSE_NAMES]
+    loose = [c for c in columns if loose_name(c) in LOOSE_NAMES]
     if len(loose) == 1:
-        return segment(loose[0], _LOOSE_NAMES[_loose(loose[0])], recognised=True)
+        return segment(loose[0], LOOSE_NAMES[loose_name(loose[0])], recognised=True)
     if len(loose) > 1:
         raise InputError(
             f"{path}: several columns could hold the identity ({_list_columns(tuple(loose))}); "
@@ -504,241 +459,9 @@ def _with_id_column(
     )
 
 
-def _loose(name: str) -> str:
-    return re.sub(r"[\s_\-]", "", name).casefold()
-
-
 def _list_columns(columns: tuple[str, ...]) -> str:
     shown = ", ".join(repr(c) for c in columns[:20])
     return shown + (f" and {len(columns) - 20} more" if len(columns) > 20 else "")
-
-
-def _refuse_non_exports(path: Path, head: bytes) -> None:
-    """Refuse what is not UTF-8 text: archives, other encodings, binary files."""
-    for magic, problem in _NOT_AN_EXPORT:
-        if head.startswith(magic):
-            raise InputError(f"segment file {path} {problem}")
-    if b"\x00" in head:
-        raise _binary(path, "line", head[: head.index(b"\x00")].count(b"\n") + 1)
-    # A cut at the sniff boundary may split a multi-byte character: decode incrementally and ignore a tail.
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError as exc:
-        line = head[: exc.start].count(b"\n") + 1
-        raise InputError(
-            f"segment file {path} is not UTF-8 text (line {line}, byte {exc.start + 1}); "
-            "export it again as UTF-8"
-        ) from None
-
-
-def _csv_dialect(path: Path, head: bytes, id_column: str | None) -> tuple[str, bool]:
-    """The separator, and whether the file starts with Excel's ``sep=`` line naming it.  Without that line:
-    ``.tsv`` and ``.tab`` files are tab-separated; others are sniffed by :func:`_sniff_delimiter`."""
-    text = head.decode("utf-8", errors="ignore").removeprefix("\ufeff")
-    excel = _EXCEL_SEPARATOR.match(text)
-    if excel:
-        if excel.group(1) not in _DELIMITER_NAMES:
-            raise InputError(
-                f"{path}: the first line names the separator {excel.group(1)!r}; only comma, tab and semicolon "
-                "separated exports are read"
-            )
-        return excel.group(1), True
-    if {s.lower() for s in path.suffixes} & {".tsv", ".tab"}:
-        return "\t", False
-    return _sniff_delimiter(text, id_column), False
-
-
-def _sniff_delimiter(text: str, id_column: str | None) -> str:
-    """Comma, tab or semicolon, told by the structure of the first rows, not by which character is present (a
-    semicolon file may have a comma inside a header): the separator under which the header holds the identity
-    column, the rows have as many fields as the header, and the header has the most fields; comma on a tie."""
-    lines = text.splitlines(keepends=True)
-    if len(lines) > 1 and not lines[-1].endswith(("\n", "\r")):
-        lines.pop()  # cut at the sniff boundary
-    best, best_score = ",", (False, False, 0)
-    for delimiter in _DELIMITER_NAMES:
-        records = _sample_records(lines[:50], delimiter)
-        header = records[0] if records else []
-        names = [_loose(name) for name in header]
-        has_identity = _loose(id_column) in names if id_column else any(name in _LOOSE_NAMES for name in names)
-        consistent = all(len(record) == len(header) for record in records[1:] if record)
-        score = (has_identity, consistent, len(header))
-        if score > best_score:
-            best, best_score = delimiter, score
-    return best
-
-
-def _sample_records(lines: list[str], delimiter: str) -> list[list[str]]:
-    records: list[list[str]] = []
-    try:
-        records.extend(csv.reader(lines, delimiter=delimiter))
-    except csv.Error:
-        pass
-    return records
-
-
-def _gunzip_head(path: Path) -> bytes:
-    try:
-        with gzip.open(path, "rb") as handle:
-            return handle.read(_SNIFF_BYTES)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise InputError(f"segment file {path} is a damaged gzip file: {_first_line(exc)}") from None
-
-
-def _csv_columns(path: Path, compressed: bool, delimiter: str, separator_line: bool) -> tuple[str, ...]:
-    csv.field_size_limit(max(csv.field_size_limit(), MAX_RECORD))
-    try:
-        with _open_text(path, compressed) as handle:
-            lines = _BoundedLines(handle)
-            if separator_line:
-                next(lines, None)
-            header = next(csv.reader(lines, delimiter=delimiter, strict=True), None)
-    except _RecordTooLong:
-        raise _too_long(path, "row", 1) from None
-    except _NulByte:
-        raise _binary(path, "row", 1) from None
-    except csv.Error as exc:
-        raise InputError(f"{path}: the header row cannot be read: {_first_line(exc)}") from None
-    except (UnicodeDecodeError, EOFError, zlib.error, OSError) as exc:
-        raise InputError(f"{path}: the header row cannot be read: {_first_line(exc)}") from None
-    if not header or all(not column.strip() for column in header):
-        raise InputError(f"{path}: the first row is empty; a CSV export starts with a header row")
-    return tuple(header)
-
-
-def _jsonl_columns(path: Path, compressed: bool) -> tuple[str, ...]:
-    number = 0
-    try:
-        with _open_binary(path, compressed) as handle:
-            for number, raw in enumerate(_bounded_raw_lines(handle, path), start=1):
-                line = _decode_line(raw, path, number)
-                if line.strip():
-                    return tuple(_parse_json_record(line, path, number).keys())
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise _damaged_gzip(path, "line", number, exc) from None
-    raise InputError(f"segment file {path} holds no JSON record")
-
-
-def _require_pyarrow(path: Path) -> None:
-    """Parquet support is the optional extra ``distributor[parquet]`` (pyarrow, ~170 MB): say so in one line."""
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        raise InputError(
-            f"segment file {path} is Parquet, which needs the optional extra: pip install 'distributor[parquet]' "
-            "(or give the export as CSV or JSON lines)"
-        ) from None
-
-
-def _parquet_columns(path: Path) -> tuple[str, ...]:
-    _require_pyarrow(path)
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        return tuple(pq.read_schema(path).names)
-    except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"segment file {path} is not a readable Parquet file: {_first_line(exc)}") from None
-
-
-def _parquet_texts(column: object, path: Path, number: int) -> list[str | None]:
-    """A Parquet column as exact texts: strings as they are, integers as their decimal digits, binary as UTF-8.
-    Anything else (floats, decimals, dates, booleans, …) cannot be an identity without guessing: refused."""
-    import pyarrow as pa
-
-    kind = column.type  # type: ignore[attr-defined]
-    if pa.types.is_dictionary(kind):
-        kind = kind.value_type
-        column = column.cast(kind)  # type: ignore[attr-defined]
-    if pa.types.is_integer(kind):
-        return column.cast(pa.string()).to_pylist()  # type: ignore[attr-defined, no-any-return]
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
-        try:
-            return column.to_pylist()  # type: ignore[attr-defined, no-any-return]
-        except UnicodeDecodeError:  # the file holds bytes that are not UTF-8: find the row
-            column = column.cast(pa.large_binary())  # type: ignore[attr-defined]
-    elif not (pa.types.is_binary(kind) or pa.types.is_large_binary(kind)):
-        raise InputError(
-            f"{path}: the identity column holds {kind} values, which cannot be identities exactly "
-            "(a float loses digits and leading zeros); export it as text"
-        )
-    texts: list[str | None] = []
-    for offset, value in enumerate(column.to_pylist()):  # type: ignore[attr-defined]
-        try:
-            texts.append(None if value is None else value.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise InputError(
-                f"{path}: row {number + offset + 1} is not UTF-8 text; export the segment again"
-            ) from None
-    return texts
-
-
-def _open_binary(path: Path, compressed: bool) -> IO[bytes]:
-    return cast(IO[bytes], gzip.open(path, "rb")) if compressed else path.open("rb")
-
-
-def _open_text(path: Path, compressed: bool, errors: str = "strict") -> io.TextIOWrapper:
-    """Text as the csv module wants it: UTF-8 with a leading BOM dropped, line ends untranslated."""
-    return io.TextIOWrapper(_open_binary(path, compressed), encoding="utf-8-sig", errors=errors, newline="")
-
-
-def _bounded_raw_lines(handle: IO[bytes], path: Path) -> Iterator[bytes]:
-    """The lines of a JSON lines file, each read with a bounded ``readline``: a line longer than
-    :data:`MAX_RECORD` bytes, or holding a NUL, is refused naming it before more of it is read."""
-    for number in itertools.count(1):
-        raw = handle.readline(MAX_RECORD + 1)
-        if not raw:
-            return
-        if len(raw) > MAX_RECORD:
-            raise _too_long(path, "line", number, "bytes")
-        if b"\x00" in raw:
-            raise _binary(path, "line", number)
-        yield raw
-
-
-def _too_long(path: Path, unit: str, number: int, measure: str = "characters") -> InputError:
-    return InputError(
-        f"{path}: {unit} {number} is longer than {MAX_RECORD:,} {measure}, far beyond any CleverTap profile "
-        "(an unclosed quote, or a damaged file); fix it or export the segment again"
-    )
-
-
-def _binary(path: Path, unit: str, number: int) -> InputError:
-    """A NUL byte, wherever it is: no export holds one, so the file is binary or damaged — refused whole."""
-    return InputError(
-        f"segment file {path} is binary, not a CSV, JSON lines or Parquet export ({unit} {number} holds a NUL byte)"
-    )
-
-
-def _decode_line(raw: bytes, path: Path, number: int) -> str:
-    try:
-        line = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: line {number} is not UTF-8 text; export the segment again as UTF-8") from None
-    return line.removeprefix("\ufeff") if number == 1 else line
-
-
-def _parse_json_record(line: str, path: Path, number: int) -> dict[str, object]:
-    try:
-        # Numbers keep their literal text: an identity 000123 or 1e3 must not become 123 or 1000.0.
-        record = json.loads(line, parse_int=str, parse_float=str, parse_constant=str)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: line {number} is not a JSON object: {exc.msg}") from None
-    if not isinstance(record, dict):
-        raise InputError(f"{path}: line {number} is not a JSON object")
-    return record
-
-
-def _damaged_gzip(path: Path, unit: str, number: int, exc: BaseException) -> InputError:
-    return InputError(
-        f"{path}: the gzip file is damaged or cut short after {unit} {number} ({_first_line(exc)}); "
-        "download or export it again"
-    )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def refuse_unusable(segment: Segment, *, rows: int, members: int, skipped: Mapping[str, int]) -> None:

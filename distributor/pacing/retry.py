@@ -15,6 +15,11 @@ The rules (Voucherify's API reference, *Errors*):
 
 Waits between attempts are capped exponential backoff with full jitter (AWS Architecture blog,
 "Exponential Backoff And Jitter"): ``uniform(0, min(cap, base * 2**attempt))``.
+
+Tests switch the waits off, or make their jitter repeatable, with :func:`backoff_testing` (in the spirit of
+stamina's testing mode): ``with backoff_testing():`` every :func:`backoff` is 0 s;
+``with backoff_testing(waits=True, seed=1):`` the waits stay but their jitter comes from ``random.Random(1)``,
+the same draws on every run.
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ from __future__ import annotations
 import enum
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .units import format_duration
-from .voucherify import ApiError, TransportError
+from ..units import format_duration
+from ..voucherify.models import ApiError, TransportError
 
 
 class Action(enum.Enum):
@@ -78,7 +85,8 @@ def decide(
             return Decision(
                 Action.STOP,
                 "long_pause",
-                f"Voucherify asks to pause {format_duration(hint - now)} (429 {error.rate.limit_type or 'rate limited'}), "
+                f"Voucherify asks to pause {format_duration(hint - now)} "
+                f"(429 {error.rate.limit_type or 'rate limited'}), "
                 f"longer than --max-pause {format_duration(max_pause)}: run the same command again after "
                 f"{_local_time(hint)} to resume",
                 not_before=hint,
@@ -136,9 +144,51 @@ def decide(
 
 
 def backoff(attempt: int, *, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None) -> float:
-    """Seconds to wait before attempt ``attempt + 1`` (``attempt`` ≥ 1 failed already): full jitter."""
+    """Seconds to wait before attempt ``attempt + 1`` (``attempt`` ≥ 1 failed already): full jitter.
+
+    Under :func:`backoff_testing`: 0 s, or (``waits=True``) a draw from the testing mode's seeded generator
+    unless the caller passed its own ``rng``.
+    """
     ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    mode = _testing
+    if mode is not None:
+        if not mode.waits:
+            return 0.0
+        rng = rng or mode.rng
     return (rng or random).uniform(0.0, ceiling)
+
+
+@dataclass(frozen=True)
+class _TestingMode:
+    waits: bool
+    rng: random.Random
+
+
+_testing: _TestingMode | None = None
+
+
+def set_testing(active: bool, *, waits: bool = False, seed: int = 0) -> None:
+    """Turn the testing mode on or off for the whole process (see :func:`backoff_testing`)."""
+    global _testing
+    _testing = _TestingMode(waits, random.Random(seed)) if active else None
+
+
+def is_testing() -> bool:
+    """Whether the testing mode is on."""
+    return _testing is not None
+
+
+@contextmanager
+def backoff_testing(*, waits: bool = False, seed: int = 0) -> Iterator[None]:
+    """Backoff for tests, for the duration of the block: no waits at all, or (``waits=True``) waits whose jitter
+    comes from ``random.Random(seed)`` — the same figures on every run.  The previous mode is restored after."""
+    global _testing
+    previous = _testing
+    set_testing(True, waits=waits, seed=seed)
+    try:
+        yield
+    finally:
+        _testing = previous
 
 
 def _local_time(unix: float) -> str:

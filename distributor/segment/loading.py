@@ -3,7 +3,8 @@
 Every row of the export ends up in exactly one place: a member of this run's segment (new, or known from an earlier
 run), or a skipped row with its reason (an identity CleverTap would refuse, or one that appeared earlier in the
 segment, in any of its parts).  Skipped rows are counted, and only the first of each reason kept as examples (see
-:meth:`Journal.record_skipped`), so a file of millions of blank or repeated lines costs a few journal rows.  Batches are committed one by one; the run is marked *loaded* only once the whole file is read, so a run
+:meth:`Journal.record_skipped`), so a file of millions of blank or repeated lines costs a few journal rows.
+Batches are committed one by one; the run is marked *loaded* only once the whole file is read, so a run
 interrupted while reading never passes its partial segment off as the whole.
 """
 
@@ -13,9 +14,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from ..journal import Journal
 from . import identities
-from .journal import Journal
-from .segment import RowLabel, Segment, refuse_unusable
+from .reader import RowLabel, Segment, refuse_unusable
 
 #: ``(seq, row, identity)``: a valid member, its position in the segment and its row in the file.
 Valid = tuple[int, RowLabel, str]
@@ -78,7 +79,9 @@ def load_segment(
             return None
         loaded.rows += rows
         result = journal.load(run_id, valid)
-        skipped += [(row, value, identities.DUPLICATE, f"first at row {first}") for row, value, first in result.duplicates]
+        skipped += [
+            (row, value, identities.DUPLICATE, f"first at row {first}") for row, value, first in result.duplicates
+        ]
         journal.record_skipped(run_id, _in_file_order(skipped))
         loaded.skipped.update(reason for _, _, reason, _ in skipped)
     loaded.members = sum(journal.state_counts(run_id).values())
