@@ -142,25 +142,6 @@ class JobConfig:
         return self.api_url == SANDBOX
 
     @property
-    def api_host(self) -> str:
-        """The Voucherify host a journal is bound to: ``scheme://host[:port]``, or ``sandbox`` (the embedded one)."""
-        if self.uses_sandbox:
-            return SANDBOX
-        parts = urlsplit(self.api_url)
-        return f"{parts.scheme}://{parts.netloc}".lower()
-
-    def project_digest(self) -> str:
-        """A digest of the app id this job runs with (the embedded sandbox's own for ``sandbox``): it names the
-        Voucherify project in the journal without writing the app id, and never involves the token."""
-        if self.uses_sandbox:
-            from .sandbox import DEMO_APP_ID
-
-            app_id = DEMO_APP_ID
-        else:
-            app_id = self.credentials.app_id if self.credentials is not None else ""
-        return "sha256:" + hashlib.sha256(app_id.encode()).hexdigest()[:16]
-
-    @property
     def layout(self) -> Layout:
         """Where this distribution's files are: the output, its reports and the journal."""
         return Layout(self.output, self.state)

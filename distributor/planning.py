@@ -44,7 +44,7 @@ from .run.campaign import (
 )
 from .segment import Segment, identities, open_segment, refuse_unusable
 from .status import run_in_progress
-from .target import voucherify_target
+from .target import api_host, project_digest, voucherify_target
 from .voucherify import ApiError, Campaign, TransportError, VoucherifyClient
 
 PROBLEM = "problem"
@@ -165,7 +165,7 @@ def make_plan(
     try:
         if journal is not None:
             # the checks a run makes before loading the segment, with the same messages
-            journal.check_project(host=config.api_host, project=config.project_digest())
+            journal.check_project(host=api_host(config), project=project_digest(config))
             journal.check_belongs(
                 key=segment.key, distribution=config.distribution, campaign=config.campaign, segment=segment.name
             )

@@ -7,12 +7,14 @@ that used it ends.  This is the one place that decides, so the three cannot drif
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from .config import Credentials, JobConfig
+from .config import SANDBOX, Credentials, JobConfig
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -39,6 +41,26 @@ def voucherify_target(config: JobConfig) -> Iterator[Target]:
             yield Target(url, credentials, sandbox)
         return
     yield remote_target(config)
+
+
+def api_host(config: JobConfig) -> str:
+    """The Voucherify host a journal is bound to: ``scheme://host[:port]``, or ``sandbox`` (the embedded one)."""
+    if config.uses_sandbox:
+        return SANDBOX
+    parts = urlsplit(config.api_url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def project_digest(config: JobConfig) -> str:
+    """A digest of the app id ``config`` runs with (the embedded sandbox's own for ``sandbox``): it names the
+    Voucherify project in the journal without writing the app id, and never involves the token."""
+    if config.uses_sandbox:
+        from .sandbox import DEMO_APP_ID
+
+        app_id = DEMO_APP_ID
+    else:
+        app_id = config.credentials.app_id if config.credentials is not None else ""
+    return "sha256:" + hashlib.sha256(app_id.encode()).hexdigest()[:16]
 
 
 def remote_target(config: JobConfig, *, refusal: str | None = None) -> Target:

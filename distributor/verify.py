@@ -38,7 +38,7 @@ from .journal import DONE, Journal
 from .pacing.retry import Action, backoff, decide
 from .pacing.throttle import Throttle
 from .status import no_journal, run_in_progress
-from .target import Target, remote_target
+from .target import Target, api_host, project_digest, remote_target
 from .voucherify import (
     ApiError,
     Publication,
@@ -156,7 +156,7 @@ def verify(
     report = report or config.layout.verify_report
     with Journal.open(config.layout.journal, readonly=True) as journal:
         # the codes exist only in the project the journal was made against: checking another would find none
-        journal.check_project(host=config.api_host, project=config.project_digest())
+        journal.check_project(host=api_host(config), project=project_digest(config))
         holder = run_in_progress(journal)
         if holder is not None:
             raise JournalLocked(

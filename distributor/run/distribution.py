@@ -43,7 +43,7 @@ from ..paths import check_destinations
 from ..push import PushOutcome, RunPush
 from ..segment import Segment, open_segment
 from ..segment.loading import load_segment
-from ..target import voucherify_target
+from ..target import api_host, project_digest, voucherify_target
 from ..voucherify import RateLimitHeaders, VoucherifyClient
 from .calls import Calls
 from .ending import Ending, Verdict, build_summary, end_reason, record_end, running_summary, unserved, verdict
@@ -179,7 +179,7 @@ class Distribution:
             key=segment.key, distribution=config.distribution, campaign=config.campaign, segment=segment.name
         )
         journal.check_delivery(config.deliver_to)
-        note = journal.bind_project(host=config.api_host, project=config.project_digest())
+        note = journal.bind_project(host=api_host(config), project=project_digest(config))
         if note:
             log.warning("%s", note)
         journal.set_meta(key=segment.key, property=config.property_name, deliver_to=config.deliver_to)
