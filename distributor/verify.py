@@ -5,10 +5,15 @@ run publishes under) and its code, customer and campaign are compared with the j
 those the journal says hold a code or were ever sent a publication (Voucherify may hold a code for a member whose
 answer was lost); ``--all`` checks every one of them, ``--sample N`` a seeded random sample.
 
-The calls go through the same :class:`~distributor.throttle.Throttle` and budget as a run, seeded with the calls
-the journal logged in the current window, and the same retry policy (:func:`~distributor.retry.decide`).  The
+The calls go through the same :class:`~distributor.pacing.throttle.Throttle` and budget as a run, seeded with the calls
+the journal logged in the current window, and the same retry policy (:func:`~distributor.pacing.retry.decide`).  The
 journal is opened read-only and never written: a verification logs no call (so a run started meanwhile would not
 count them; verify therefore refuses while a run is in progress).  Mismatches go to a CSV report.
+
+With ``--clevertap`` each member found to match is also read back from its CleverTap profile
+(``GET /1/profile.json``), which must hold the same code in the run's property: the check that the codes reached
+the customers' profiles.  Profile reads are few at a time (CleverTap caps concurrent requests per account) and
+retried when CleverTap answers 429 or 5xx.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import anyio
 import anyio.abc
 
 from . import outputs
+from .clevertap import CleverTapAuthError, CleverTapClient, CleverTapRefused, CleverTapTransient
 from .config import JobConfig, publication_source_id
 from .errors import (
     EXIT_MEMBER_FAILURES,
@@ -59,10 +65,15 @@ CODE_DIFFERS = "code_differs"
 CUSTOMER_DIFFERS = "customer_differs"
 CAMPAIGN_DIFFERS = "campaign_differs"
 UNRECORDED = "unrecorded_publication"
+NOT_IN_CLEVERTAP = "not_in_clevertap"
+CLEVERTAP_DIFFERS = "clevertap_differs"
+#: Profile reads in flight at once: CleverTap answers 429 to more than a few concurrent requests per account.
+PROFILE_READS = 3
+_PROFILE_ATTEMPTS = 6
 
-#: Issue 12 (``verify --clevertap``, branch h7-clevertap) plugs in here: called for each checked member that holds a
-#: code, with its identity and the code, it returns a :class:`Mismatch` when the CleverTap profile does not hold it.
-#: Mind CleverTap's small concurrency cap on profile reads: the check must bring its own limiter.
+#: Called for each checked member that holds a code, with its identity and the code, it returns a :class:`Mismatch`
+#: when the CleverTap profile does not hold it (``--clevertap``: :func:`clevertap_profile_check`; a library user may
+#: bring their own).
 ProfileCheck = Callable[[str, str], Awaitable["Mismatch | None"]]
 
 
@@ -167,10 +178,11 @@ def verify(
             members, cost = _choose(config, journal, sample, seed)
             campaigns = _campaign_names(journal)
             history = journal.calls_since(time.time() - 2 * config.budget.period)
+            profile = ProfileKey(journal.meta("key") or "identity", journal.meta("property") or config.property_name)
     on_cost(cost)
     audit = Audit(cost, report)
     try:
-        anyio.run(_check_all, config, target, members, campaigns, history, audit, profile_check,
+        anyio.run(_check_all, config, target, members, campaigns, history, audit, profile_check, profile,
                   backend="asyncio")
     finally:
         _write_report(report, audit.mismatches)
@@ -218,7 +230,15 @@ async def _check_all(
     history: Sequence[float],
     audit: Audit,
     profile_check: ProfileCheck | None,
+    profile: ProfileKey,
 ) -> None:
+    if profile_check is None and config.clevertap is not None:
+        from .push import connect  # proves the CleverTap account, passcode and region with one cheap call
+
+        async with connect(config) as clevertap:
+            check = clevertap_profile_check(clevertap, profile)
+            await _check_all(config, target, members, campaigns, history, audit, check, profile)
+        return
     throttle = Throttle(config.budget, history=history)
 
     def observe(rate: RateLimitHeaders, status: int, sent_at: float, latency: float) -> None:
@@ -246,6 +266,43 @@ async def _check_all(
         if stops:
             raise stops[0]
     audit.mismatches.sort(key=lambda mismatch: mismatch.identity)
+
+
+@dataclass(frozen=True)
+class ProfileKey:
+    """How the runs wrote the codes into CleverTap: keyed on ``identity`` or ``objectId``, into ``property``."""
+
+    kind: str
+    property: str
+
+
+def clevertap_profile_check(clevertap: CleverTapClient, profile: ProfileKey) -> ProfileCheck:
+    """A :data:`ProfileCheck` reading each member's profile with ``clevertap``: at most :data:`PROFILE_READS` at a
+    time, 429s and 5xx retried with backoff; a profile CleverTap cannot be read for is reported, never guessed."""
+    reads = anyio.Semaphore(PROFILE_READS)
+
+    async def check(identity: str, code: str) -> Mismatch | None:
+        for attempt in range(1, _PROFILE_ATTEMPTS + 1):
+            try:
+                async with reads:
+                    held = await clevertap.profile(identity, key=profile.kind)
+                break
+            except CleverTapAuthError as error:  # the passcode was revoked meanwhile: every further read fails too
+                raise StopRun(f"CleverTap refused the profile read: {error}", reason="clevertap_unauthorized") from None
+            except (CleverTapTransient, CleverTapRefused) as error:
+                if attempt == _PROFILE_ATTEMPTS or isinstance(error, CleverTapRefused):
+                    return Mismatch(identity, code, code, NOT_IN_CLEVERTAP, f"CleverTap did not answer: {error}")
+                await anyio.sleep(backoff(attempt, base=_BACKOFF_BASE, cap=_BACKOFF_CAP))
+        value = None if held is None else held.get(profile.property)
+        if value is None:
+            where = "no such profile" if held is None else f"the profile has no property {profile.property!r}"
+            return Mismatch(identity, code, code, NOT_IN_CLEVERTAP, f"CleverTap: {where}")
+        if str(value) != code:
+            return Mismatch(identity, code, code, CLEVERTAP_DIFFERS,
+                            f"the CleverTap profile's {profile.property} is {value!r}")
+        return None
+
+    return check
 
 
 _NO_ANSWER = object()

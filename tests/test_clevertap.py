@@ -6,6 +6,7 @@ are about what CleverTap ends up holding, what it received, what the journal hol
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -716,3 +717,39 @@ def test_a_stand_in_voucherifys_codes_never_reach_a_real_clevertap(tmp_path: Pat
     assert pushed.exit_code == 2, pushed.output
     assert "was made against a stand-in Voucherify" in pushed.stderr
     assert world(server).counts["uploads"] == 0
+
+
+# ---------------------------------------------------------------------- verify --clevertap
+def test_verify_clevertap_reads_each_profile_back_and_reports_what_differs(tmp_path: Path, stand_in) -> None:
+    """Issue 14: where codes are pushed, verify also proves each sampled profile holds its code.  Differences are
+    made through the stand-ins (another upload overwrites one code, one profile disappears), never in the journal."""
+    # slow answers: verify's many look-ups in flight would pile up on CleverTap's cap without a limit of their own
+    server = stand_in(max_concurrent=3, latency=0.2)
+    members = ids(12)
+    assert run(config_for(tmp_path, server, members, clevertap_concurrency=3)).exit_code == EXIT_OK
+    args = ["verify", "--output", str(tmp_path / "out" / "codes.csv"), "--campaign", "reactivation-20",
+            "--api-url", server.url, "--rate-limit", "6000/min", "--clevertap", server.url, "--all"]
+    runner = CliRunner()
+
+    refused_before = world(server).counts["too_many_concurrent"]
+    clean = runner.invoke(main, args, env={**SANDBOX_ENV, **CT_ENV})
+    assert clean.exit_code == 0, clean.output
+    assert "checked 12: 12 match, 0 mismatch" in clean.output
+    # profile reads stay under the account's concurrency cap: CleverTap never had to refuse one
+    assert world(server).counts["too_many_concurrent"] == refused_before
+
+    overwritten = upload(server, [{"identity": "000003", "type": "profile", "profileData": {PROPERTY: "NOT-IT"}}])
+    assert overwritten.status_code == 200
+    del world(server).profiles[("identity", "000007")]
+    journal = journal_codes(tmp_path / "out" / "codes.journal.sqlite")
+
+    found = runner.invoke(main, args, env={**SANDBOX_ENV, **CT_ENV})
+
+    assert found.exit_code == 1, found.output
+    with (tmp_path / "out" / "codes.verify.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["identity"], r["journal_code"], r["why"]) for r in rows] == [
+        ("000003", journal["000003"], "clevertap_differs"),
+        ("000007", journal["000007"], "not_in_clevertap"),
+    ]
+    assert "'NOT-IT'" in rows[0]["detail"]

@@ -207,9 +207,10 @@ class CleverTapClient:
             )
         return UploadOutcome(status, processed, failures)
 
-    async def profile(self, identity: str) -> dict[str, Any] | None:
-        """The profile's properties, or ``None`` when CleverTap holds no such profile."""
-        body = await self._call("GET", "/1/profile.json", params={"identity": identity})
+    async def profile(self, identity: str, *, key: str = "identity") -> dict[str, Any] | None:
+        """The profile's properties, or ``None`` when CleverTap holds no such profile.  ``key``: ``identity`` or
+        ``objectId`` (a segment keyed on CleverTap ids)."""
+        body = await self._call("GET", "/1/profile.json", params={key: identity})
         record = body.get("record")
         if body.get("status") != "success" or not isinstance(record, dict):
             return None

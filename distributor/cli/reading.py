@@ -14,7 +14,7 @@ from ..errors import EXIT_STOPPED, EXIT_UNUSABLE_INPUT, DistributorError
 from ..status import DEFAULT_ERRORS
 from .commands import main
 from .edge import Failure, load_config, setup_logging
-from .options import files_config, job_options, journal_path_of, with_unused_segment
+from .options import clevertap_options, files_config, job_options, journal_path_of, with_unused_segment
 from .render import delta_line, render_audit_cost, render_status
 
 
@@ -165,6 +165,7 @@ def _export_calls(job_file: Path | None, options: dict[str, Any], as_json: bool)
 
 @main.command(name="verify")
 @job_options
+@clevertap_options
 @click.option(
     "--sample",
     type=click.IntRange(min=1),
@@ -190,7 +191,8 @@ def verify_command(
     Takes the same JOB_FILE and options as run (the segment is not read).  For each member checked it looks the
     publication up by its key (GET /v1/publications?source_id=…) and compares code, customer and campaign.  The
     calls go through the same throttle and budget as a run; what a full audit would cost is shown first.  The
-    journal is only read, never changed.
+    journal is only read, never changed.  With --clevertap it also reads each matching member's CleverTap profile,
+    which must hold the same code in the run's property (keys: CLEVERTAP_ACCOUNT_ID, CLEVERTAP_PASSCODE).
 
     \b
     Exit codes: 0 every member checked matches; 1 some do not (see the report: identity, journal code,
@@ -202,6 +204,7 @@ def verify_command(
         distributor verify jobs/reactivation.toml                 # 100 random members
         distributor verify jobs/reactivation.toml --sample 500 --seed 7
         distributor verify jobs/reactivation.toml --all --rate-limit 20/min
+        distributor verify jobs/reactivation.toml --clevertap eu1  # and the codes in the CleverTap profiles
     """
     import random
 
