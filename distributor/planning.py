@@ -29,7 +29,7 @@ import anyio
 import httpx
 
 from .config import Credentials, JobConfig, refuse_stand_in_codes_for_real_profiles
-from .errors import EXIT_OK, EXIT_STOPPED
+from .errors import EXIT_OK, EXIT_STOPPED, StopRun
 from .journal import DONE, FAILED, PENDING, SENDING, Journal
 from .pacing.retry import Action, decide
 from .paths import check_destinations
@@ -288,6 +288,8 @@ def _plan(
             NOTE, "nothing_to_publish",
             "every valid member already holds a code: a run would make no API call (the campaign was not checked)",
         ))
+    if config.clevertap is not None:
+        findings += _check_clevertap(config)
     known_id = journal.meta("campaign_id") if journal is not None else None
     if campaign is not None:
         check_same_campaign(config.layout.journal, known_id, config.campaign, campaign)
@@ -366,6 +368,22 @@ def _plan(
         owed_before=leavers["owed"] if leavers else 0,
         watch_baseline=leavers["baseline"] if leavers else 0,
     )
+
+
+def _check_clevertap(config: JobConfig) -> list[Finding]:
+    """``--clevertap``: the one cheap authenticated call a run makes before publishing, so that wrong CleverTap
+    credentials or region show here (exit 3) rather than at 3 a.m.  No Voucherify quota is spent."""
+    from .push import connect
+
+    async def prove() -> None:
+        async with connect(config):
+            pass
+
+    try:
+        anyio.run(prove, backend="asyncio")
+    except StopRun as refused:
+        return [Finding(PROBLEM, "clevertap_refused", str(refused))]
+    return [Finding(NOTE, "clevertap", f"CleverTap accepted the account and passcode ({config.clevertap})")]
 
 
 def _leavers_findings(leavers: dict[str, int], watched: int) -> list[Finding]:

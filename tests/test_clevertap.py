@@ -753,3 +753,28 @@ def test_verify_clevertap_reads_each_profile_back_and_reports_what_differs(tmp_p
         ("000007", journal["000007"], "not_in_clevertap"),
     ]
     assert "'NOT-IT'" in rows[0]["detail"]
+
+
+# ---------------------------------------------------------------------- plan with CleverTap
+def test_plan_proves_the_clevertap_account_and_counts_a_query_audience(tmp_path: Path, stand_in) -> None:
+    """plan makes the run's cheap CleverTap check (a wrong passcode is exit 3 before any run) and, for a query job,
+    counts the audience CleverTap returns today — without a Voucherify publication."""
+    server = stand_in()
+    for identity in ("q-1", "q-2", "q-3"):
+        world(server).profiles[("identity", identity)] = {}
+    (tmp_path / "q.json").write_text("{}")
+    job = tmp_path / "job.toml"
+    job.write_text(
+        f'clevertap_query = "q.json"\ncampaign = "reactivation-20"\nrate_limit = "600/min"\n'
+        f'api_url = "{server.url}"\nclevertap = "{server.url}"\noutput = "out/codes.csv"\n'
+    )
+    runner = CliRunner()
+
+    planned = runner.invoke(main, ["plan", str(job)], env={**SANDBOX_ENV, **CT_ENV})
+    refused = runner.invoke(main, ["plan", str(job)], env={**SANDBOX_ENV, **CT_ENV, "CLEVERTAP_PASSCODE": "pass-ZX-9931"})
+
+    assert planned.exit_code == EXIT_OK, planned.output
+    assert "run would publish 3 codes" in planned.output
+    assert refused.exit_code == EXIT_STOPPED, refused.output
+    assert "CleverTap refused account" in refused.output and "pass-ZX-9931" not in refused.output
+    assert server.sandbox.stats()["publications"] == 0

@@ -241,7 +241,9 @@ def plan(job_file: Path | None, cycle_quota: int | None, cycle_used: int, as_jso
 
     Takes the same JOB_FILE and options as run.  Reads the segment and the journal (never writes either) and makes
     one API call, GET /v1/campaigns/{id}, which also proves the keys and the region: the campaign must exist, be
-    active and unexpired, and a STATIC campaign must hold enough codes for the members still to serve.
+    active and unexpired, and a STATIC campaign must hold enough codes for the members still to serve.  With
+    --clevertap it also proves the CleverTap account and region with one cheap call; with --clevertap-query it
+    first reads today's audience from CleverTap, as run would.
 
     \b
     Exit codes: 0 run would work (warnings are printed); 2 unusable input or configuration, as run;
@@ -258,6 +260,10 @@ def plan(job_file: Path | None, cycle_quota: int | None, cycle_used: int, as_jso
 
     config = load_config(job_file, options)
     setup_logging(config)
+    if config.clevertap_query is not None:  # the audience a run would read: CleverTap's answer today
+        from ..clevertap.audience import fetch_audience
+
+        config = fetch_audience(config)
     result = make_plan(config, cycle_quota=cycle_quota, cycle_used=cycle_used)
     click.echo(json.dumps(result.to_dict(), indent=2, default=str) if as_json else render_plan(result))
     if result.problems:
