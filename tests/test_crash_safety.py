@@ -13,6 +13,17 @@ from pathlib import Path
 
 import anyio
 import pytest
+from conftest import (
+    SANDBOX_ENV,
+    codes_saved,
+    held_codes,
+    make_config,
+    read_codes,
+    run,
+    start_job,
+    wait_for,
+    write_segment,
+)
 
 from distributor.config import JobConfig, publication_source_id
 from distributor.errors import EXIT_MEMBER_FAILURES, EXIT_OK, EXIT_STOPPED
@@ -20,8 +31,6 @@ from distributor.journal import Journal
 from distributor.outputs import atomic_write
 from distributor.units import Rate
 from distributor.voucherify import VoucherifyClient
-
-from conftest import SANDBOX_ENV, codes_saved, held_codes, make_config, read_codes, run, start_job, wait_for, write_segment
 
 CAMPAIGN_ID = "camp_demo_reactivation"
 POINTS = ("pending", "before_call", "after_call", "after_save")
