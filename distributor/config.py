@@ -188,7 +188,11 @@ class JobConfig:
             if required == "segment" and from_clevertap:
                 continue
             if values.get(required) in (None, ""):
-                hint = " (the budget this job may spend, e.g. 80/min on a 100/min plan)" if required == "rate_limit" else ""
+                hint = (
+                    " (the budget this job may spend, e.g. 80/min on a 100/min plan)"
+                    if required == "rate_limit"
+                    else ""
+                )
                 raise ConfigError(f"{required} is missing: give {flag} or set {required} in the job file{hint}")
 
         data = dict(values)
@@ -197,7 +201,9 @@ class JobConfig:
             data["clevertap_query"] = Path(data["clevertap_query"])
         else:
             data["segment"] = segment_paths(data["segment"], where)
-        data["rate_limit"] = data["rate_limit"] if isinstance(data["rate_limit"], Rate) else Rate.parse(data["rate_limit"])
+        data["rate_limit"] = (
+            data["rate_limit"] if isinstance(data["rate_limit"], Rate) else Rate.parse(data["rate_limit"])
+        )
         data["campaign"] = str(data["campaign"]).strip()
         if not data["campaign"]:
             raise ConfigError("campaign is empty: give the campaign's name or its camp_... id")
@@ -244,25 +250,35 @@ class JobConfig:
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ConfigError(f"api_url {self.api_url!r} is not a URL (e.g. {DEFAULT_API_URL}) nor 'sandbox'")
             if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
-                raise ConfigError(f"api_url {self.api_url!r} is plain http: the app token would travel unencrypted; use https")
+                raise ConfigError(
+                    f"api_url {self.api_url!r} is plain http: the app token would travel unencrypted; use https"
+                )
         if not _PROPERTY_NAME.match(self.property_name) or len(self.property_name.encode()) > 120:
             raise ConfigError(
                 f"property {self.property_name!r} is not a usable CleverTap property name "
                 "(letters, digits, _ - and spaces, starting with a letter or _, at most 120 bytes)"
             )
         if self.property_name.lower() in ("identity", "objectid", "email", "phone"):
-            raise ConfigError(f"property {self.property_name!r} would overwrite a CleverTap identifier; choose another name")
+            raise ConfigError(
+                f"property {self.property_name!r} would overwrite a CleverTap identifier; choose another name"
+            )
         if self.concurrency is not None and not (isinstance(self.concurrency, int) and 1 <= self.concurrency <= 256):
             raise ConfigError(f"concurrency {self.concurrency!r} must be a whole number from 1 to 256")
         if not (isinstance(self.headroom, (int, float)) and 0.0 <= self.headroom < 1.0):
-            raise ConfigError(f"headroom {self.headroom!r} must be a fraction from 0 to 0.99 (0.2 leaves 20 % to the shop)")
+            raise ConfigError(
+                f"headroom {self.headroom!r} must be a fraction from 0 to 0.99 (0.2 leaves 20 % to the shop)"
+            )
         if not (isinstance(self.max_attempts, int) and 1 <= self.max_attempts <= 100):
             raise ConfigError(f"max_attempts {self.max_attempts!r} must be a whole number from 1 to 100")
         if not 0.1 <= self.timeout <= 170:
-            raise ConfigError(f"timeout {self.timeout}s must be between 0.1s and 170s (Voucherify cuts requests at 3 min)")
+            raise ConfigError(
+                f"timeout {self.timeout}s must be between 0.1s and 170s (Voucherify cuts requests at 3 min)"
+            )
         if not 1.0 <= self.max_pause <= 7 * 86400:
             raise ConfigError(f"max_pause {self.max_pause:g}s must be between 1s and 7 days (e.g. 15min)")
-        if self.limit is not None and not (isinstance(self.limit, int) and not isinstance(self.limit, bool) and self.limit >= 1):
+        if self.limit is not None and not (
+            isinstance(self.limit, int) and not isinstance(self.limit, bool) and self.limit >= 1
+        ):
             raise ConfigError(f"limit {self.limit!r} must be a whole number of members, at least 1")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log_format {self.log_format!r} must be text or json")
@@ -305,23 +321,39 @@ class JobConfig:
         if self.clevertap is not None:
             resolve_url(str(self.clevertap))
         if self.clevertap_query is not None and self.clevertap is None:
-            raise ConfigError("clevertap_query needs --clevertap: the account's region (eu1, in1, …), a URL or 'sandbox'")
+            raise ConfigError(
+                "clevertap_query needs --clevertap: the account's region (eu1, in1, …), a URL or 'sandbox'"
+            )
         expiry = self.expiry_property
-        if expiry is not None and (not _PROPERTY_NAME.match(expiry) or len(expiry.encode()) > 120
-                                   or expiry.lower() in ("identity", "objectid", "email", "phone", self.property_name.lower())):
-            raise ConfigError(f"expiry_property {expiry!r} is not a usable CleverTap property name, or is an identifier "
-                              "or the code's property; choose another name")
+        if expiry is not None and (
+            not _PROPERTY_NAME.match(expiry)
+            or len(expiry.encode()) > 120
+            or expiry.lower() in ("identity", "objectid", "email", "phone", self.property_name.lower())
+        ):
+            raise ConfigError(
+                f"expiry_property {expiry!r} is not a usable CleverTap property name, or is an identifier "
+                "or the code's property; choose another name"
+            )
         if not (isinstance(self.clevertap_batch, int) and 1 <= self.clevertap_batch <= 1000):
-            raise ConfigError(f"clevertap_batch {self.clevertap_batch!r} must be a whole number from 1 to 1000 (CleverTap's limit per upload)")
+            raise ConfigError(
+                f"clevertap_batch {self.clevertap_batch!r} must be a whole number from 1 to 1000 "
+                "(CleverTap's limit per upload)"
+            )
         if not (isinstance(self.clevertap_concurrency, int) and 1 <= self.clevertap_concurrency <= 15):
-            raise ConfigError(f"clevertap_concurrency {self.clevertap_concurrency!r} must be a whole number from 1 to 15 "
-                              "(CleverTap answers 429 beyond 15 concurrent requests)")
+            raise ConfigError(
+                f"clevertap_concurrency {self.clevertap_concurrency!r} must be a whole number from 1 to 15 "
+                "(CleverTap answers 429 beyond 15 concurrent requests)"
+            )
 
 
 def refuse_stand_in_codes_for_real_profiles(config: JobConfig) -> None:
     """A run against a stand-in Voucherify publishes codes that do not exist: they must never reach real CleverTap
     profiles (customers would be shown them).  :class:`ConfigError`, before any call."""
-    if config.clevertap is not None and is_rehearsal(config.api_url) and not is_rehearsal(resolve_url(str(config.clevertap))):
+    if (
+        config.clevertap is not None
+        and is_rehearsal(config.api_url)
+        and not is_rehearsal(resolve_url(str(config.clevertap)))
+    ):
         raise ConfigError(
             f"api_url {config.api_url!r} is a stand-in Voucherify, whose codes do not exist: they must never reach "
             f"real CleverTap profiles ({config.clevertap}); push a rehearsal to --clevertap sandbox"

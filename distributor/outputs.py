@@ -39,8 +39,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from .segment.identities import REASON_TEXT, storable
 from .journal import Failure
+from .segment.identities import REASON_TEXT, storable
 
 log = logging.getLogger("distributor")
 

@@ -261,7 +261,9 @@ def _plan(
         to_serve = config.limit
 
     held_in_journal = journal.state_counts()[DONE] if journal is not None else 0
-    knows_campaign = journal is not None and bool(journal.meta("campaign_id")) and journal.meta("join_once") in ("0", "1")
+    knows_campaign = (
+        journal is not None and bool(journal.meta("campaign_id")) and journal.meta("join_once") in ("0", "1")
+    )
     retry_share, share_source = _retry_share(journal)
     preflight = 0 if knows_campaign or not to_serve else 1
     calls_minimum = to_serve + preflight
@@ -301,9 +303,9 @@ def _plan(
         if calls_minimum > left_quota:
             findings.append(Finding(
                 WARNING, "quota_exceeded",
-                f"at least {calls_minimum:,} calls are needed but {left_quota:,} are left in the billing cycle: the run "
-                f"would stop when the quota is spent (exit 3) and could resume next cycle — and the shop's checkout "
-                "would have no calls left meanwhile",
+                f"at least {calls_minimum:,} calls are needed but {left_quota:,} are left in the billing cycle: "
+                "the run would stop when the quota is spent (exit 3) and could resume next cycle — "
+                "and the shop's checkout would have no calls left meanwhile",
             ))
         elif calls_expected > left_quota:
             findings.append(Finding(
@@ -425,7 +427,9 @@ async def _ask(
     config: JobConfig, url: str, credentials: Credentials, transport: httpx.AsyncBaseTransport | None
 ) -> tuple[Campaign | None, int, list[Finding]]:
     calls = 0
-    async with VoucherifyClient(url, credentials, timeout=config.timeout, max_connections=2, transport=transport) as api:
+    async with VoucherifyClient(
+        url, credentials, timeout=config.timeout, max_connections=2, transport=transport
+    ) as api:
         for attempt in (1, 2):
             calls += 1
             try:

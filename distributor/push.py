@@ -41,6 +41,7 @@ from .clevertap import (
     describe_target,
     resolve_url,
 )
+from .config import is_rehearsal
 from .errors import (
     EXIT_MEMBER_FAILURES,
     EXIT_OK,
@@ -49,7 +50,6 @@ from .errors import (
     DistributorError,
     StopRun,
 )
-from .config import is_rehearsal
 from .journal import Journal
 from .pacing.retry import backoff
 

@@ -12,7 +12,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -260,4 +260,4 @@ def _error_info(row: Any) -> ErrorInfo:
 
 
 def _iso(unix: float) -> str:
-    return datetime.fromtimestamp(unix, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds")

@@ -31,7 +31,7 @@ class Rate:
     period: float
 
     @classmethod
-    def parse(cls, text: str | int | float) -> "Rate":
+    def parse(cls, text: str | int | float) -> Rate:
         """Parse ``"100/min"``, ``"2000/min"``, ``"5/s"``, ``"100/h"``, ``"100/hr"``, ``"50/2s"``, ``"3/minutes"``."""
         match = _RATE.match(str(text).lower())
         if not match:
@@ -57,7 +57,7 @@ class Rate:
     def per_second(self) -> float:
         return self.calls / self.period
 
-    def scaled(self, fraction: float) -> "Rate":
+    def scaled(self, fraction: float) -> Rate:
         """This rate times ``fraction`` (e.g. 0.8 to leave 20 % of the plan to the shop), at least 1 call."""
         return Rate(max(1, math.floor(self.calls * fraction)), self.period)
 
@@ -83,7 +83,7 @@ def format_duration(seconds: float) -> str:
         return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
         return f"{seconds:.1f}s".replace(".0s", "s")
-    whole = int(round(seconds))
+    whole = round(seconds)
     days, rest = divmod(whole, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)

@@ -19,6 +19,7 @@ the server stops at once whatever it is doing.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import selectors
@@ -269,10 +270,8 @@ class MisbehavingServer:
             listener = self._current_listener()
             if listener is not registered:
                 if registered is not None:
-                    try:
+                    with contextlib.suppress(KeyError, ValueError):
                         selector.unregister(registered)
-                    except (KeyError, ValueError):
-                        pass
                 if listener is not None:
                     selector.register(listener, selectors.EVENT_READ)
                 registered = listener

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import codes_saved, make_config, read_codes, run, start_job, wait_for, write_segment
+
 from distributor.cli import main
 from distributor.journal import Journal
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
-
 from conftest import SANDBOX_ENV, make_config, run, write_segment
+
 from distributor import planning
 from distributor.cli import main
 from distributor.journal import Journal

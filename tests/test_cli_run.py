@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import PROJECT, SANDBOX_ENV, read_codes, write_segment
+
 from distributor.cli import main
 
 DEMO = PROJECT / "jobs" / "demo.toml"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import codes_saved, make_config, run, start_job, wait_for, write_segment
+
 from distributor.cli import main
 from distributor.journal import Journal
 from distributor.status import lock_holder

@@ -25,7 +25,7 @@ def test_rates_keep_their_period(text: str, rate: Rate) -> None:
 
 @pytest.mark.parametrize("text", ["100", "fast", "0/min", "100/fortnight", "-5/s"])
 def test_bad_rates_say_what_is_expected(text: str) -> None:
-    with pytest.raises(ConfigError, match="N/s, N/min or N/h|unknown period|positive"):
+    with pytest.raises(ConfigError, match=r"N/s, N/min or N/h|unknown period|positive"):
         Rate.parse(text)
 
 

@@ -13,6 +13,17 @@ from pathlib import Path
 
 import anyio
 import pytest
+from conftest import (
+    SANDBOX_ENV,
+    codes_saved,
+    held_codes,
+    make_config,
+    read_codes,
+    run,
+    start_job,
+    wait_for,
+    write_segment,
+)
 
 from distributor.config import JobConfig, publication_source_id
 from distributor.errors import EXIT_MEMBER_FAILURES, EXIT_OK, EXIT_STOPPED
@@ -20,8 +31,6 @@ from distributor.journal import Journal
 from distributor.outputs import atomic_write
 from distributor.units import Rate
 from distributor.voucherify import VoucherifyClient
-
-from conftest import SANDBOX_ENV, codes_saved, held_codes, make_config, read_codes, run, start_job, wait_for, write_segment
 
 CAMPAIGN_ID = "camp_demo_reactivation"
 POINTS = ("pending", "before_call", "after_call", "after_save")
@@ -128,13 +137,13 @@ def test_kill_9_at_random_moments_then_rerun_gives_everyone_exactly_one_code(tmp
 
     for threshold in (25, 110, 190):
         process = start_job(*args)
-        wait_for(lambda: codes_saved(journal) >= threshold)
+        wait_for(lambda: codes_saved(journal) >= threshold)  # noqa: B023  called within this iteration
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         assert process.returncode == -signal.SIGKILL
 
     final = start_job(*args)
-    out, err = final.communicate(timeout=120)
+    _out, err = final.communicate(timeout=120)
     assert final.returncode == EXIT_OK, err
 
     held = held_codes(server)
@@ -195,7 +204,7 @@ def test_a_second_signal_stops_at_once(tmp_path: Path, sandbox) -> None:
     wait_for(lambda: any(a.status == 0 for a in server.sandbox.arrivals))  # a call is in flight, hanging
     process.send_signal(signal.SIGINT)
     signalled = time.monotonic()
-    out, err = process.communicate(timeout=15)
+    _out, err = process.communicate(timeout=15)
 
     assert process.returncode == EXIT_STOPPED
     assert time.monotonic() - signalled < 3.0
@@ -213,7 +222,7 @@ def test_two_runs_on_the_same_journal_the_second_refuses(tmp_path: Path, sandbox
     wait_for(lambda: calls_logged(journal) >= 1)
 
     second = start_job(*args)
-    out, err = second.communicate(timeout=30)
+    _out, err = second.communicate(timeout=30)
 
     assert second.returncode == EXIT_STOPPED
     assert f"distributor: journal {journal} is in use by pid {first.pid}" in err
@@ -249,9 +258,8 @@ def test_failed_members_are_not_retried_forever_but_on_request(tmp_path: Path, s
 def test_an_interrupted_write_leaves_the_previous_file_whole(tmp_path: Path) -> None:
     target = tmp_path / "codes.csv"
     target.write_bytes(b"identity,code\r\na,OLD\r\n")
-    with pytest.raises(RuntimeError):
-        with atomic_write(target, newline="") as handle:
-            handle.write("identity,code\r\nb,NEW-PARTIAL")
-            raise RuntimeError("killed mid-write")
+    with pytest.raises(RuntimeError), atomic_write(target, newline="") as handle:
+        handle.write("identity,code\r\nb,NEW-PARTIAL")
+        raise RuntimeError("killed mid-write")
     assert target.read_bytes() == b"identity,code\r\na,OLD\r\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["codes.csv"]  # no temporary file left behind

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import PROJECT, read_codes
+
 from distributor.cli import main
 from distributor.config import JobConfig
 

@@ -26,7 +26,7 @@ def read_with_csv(path: Path) -> list[list[str]]:
 
 def read_with_pandas(path: Path) -> list[list[str]]:
     frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    return [list(frame.columns)] + frame.values.tolist()
+    return [list(frame.columns), *frame.values.tolist()]
 
 
 @pytest.mark.parametrize("reader", [read_with_csv, read_with_pandas], ids=["csv", "pandas"])

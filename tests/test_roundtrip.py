@@ -135,7 +135,7 @@ def distribute(segment_path: Path, folder: Path) -> tuple[dict[str, str], list[t
         header, *body = list(csv.reader(handle))
     assert header == ["identity", "reactivation_code"]
     frame = pd.read_csv(codes_path, dtype=str, keep_default_na=False, encoding="utf-8")
-    assert [list(frame.columns)] + frame.values.tolist() == [header] + body, "pandas reads the CSV differently"
+    assert [list(frame.columns)] + frame.values.tolist() == [header] + body, "pandas reads the CSV differently"  # noqa: RUF005  an assertion, left as written
     codes = dict(body)  # type: ignore[arg-type]
     assert len(codes) == len(body), "an identity appears twice in the CSV"
     with skipped_path.open(newline="", encoding="utf-8") as handle:

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-
 from contracts import CAMPAIGNS, PUBLICATIONS, check, validator
+
 from distributor.sandbox import DEMO_APP_ID, DEMO_APP_TOKEN, Campaign, SandboxConfig, SandboxServer, default_campaigns
 from distributor.units import Rate
 

@@ -43,9 +43,11 @@ class FakeClock:
 @contextlib.contextmanager
 def serving(sandbox: Sandbox | None = None, **options: Any) -> Iterator[tuple[SandboxServer, httpx.Client]]:
     """A running sandbox and a client for it, with the demo keys."""
-    with SandboxServer(sandbox or SandboxConfig(seed=5, **options)) as server:
-        with httpx.Client(base_url=server.url, headers=HEADERS, timeout=10) as client:
-            yield server, client
+    with (
+        SandboxServer(sandbox or SandboxConfig(seed=5, **options)) as server,
+        httpx.Client(base_url=server.url, headers=HEADERS, timeout=10) as client,
+    ):
+        yield server, client
 
 
 def publication(customer: str, source_id: str | None = None, campaign: str = "reactivation-20") -> dict[str, Any]:

@@ -221,16 +221,16 @@ def test_archives_and_folders_are_refused_with_what_to_do(tmp_path: Path) -> Non
     archive = tmp_path / "segment.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("segment.csv", "identity\na\n")
-    with pytest.raises(InputError, match="is a ZIP archive .*: unzip it"):
+    with pytest.raises(InputError, match=r"is a ZIP archive .*: unzip it"):
         open_segment(archive)
     parquet = tmp_path / "s.parquet.gz"
     pq.write_table(pa.table({"identity": ["a"]}), tmp_path / "s.parquet")
     parquet.write_bytes(gzip.compress((tmp_path / "s.parquet").read_bytes()))
-    with pytest.raises(InputError, match="gzip-compressed Parquet file: .* decompress it"):
+    with pytest.raises(InputError, match=r"gzip-compressed Parquet file: .* decompress it"):
         open_segment(parquet)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(InputError, match="segment folder .*empty holds no file"):
+    with pytest.raises(InputError, match=r"segment folder .*empty holds no file"):
         open_segment(empty)  # a folder is read as the parts it holds (see test_segment_parts.py)
 
 

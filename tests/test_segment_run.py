@@ -11,8 +11,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from click.testing import CliRunner
-
 from conftest import SANDBOX_ENV, held_codes, make_config, read_codes, run
+
 from distributor.cli import main
 from distributor.errors import EXIT_OK
 from distributor.outputs import for_people

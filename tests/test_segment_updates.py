@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-
 from conftest import SANDBOX_ENV, read_codes, write_segment
+
 from distributor.cli import main
 from distributor.journal import Journal
 

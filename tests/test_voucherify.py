@@ -8,8 +8,8 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-
 from contracts import PUBLICATIONS, check
+
 from distributor.config import Credentials
 from distributor.sandbox import DEMO_APP_ID, DEMO_APP_TOKEN
 from distributor.units import Rate
