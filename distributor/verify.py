@@ -195,7 +195,10 @@ def _choose(
     """The members to check, each with its publication key, and what the audit costs."""
     distribution = journal.meta("distribution") or ""
     population = journal.published_member_ids()
-    chosen = population if sample is None else sorted(random.Random(seed).sample(population, min(sample, len(population))))
+    if sample is None:
+        chosen = population
+    else:
+        chosen = sorted(random.Random(seed).sample(population, min(sample, len(population))))
     rows = journal.members_by_id(chosen)
     holding = journal.state_counts()[DONE]
     per_second = config.budget.per_second
