@@ -1,0 +1,567 @@
+"""The journal: a SQLite file that holds every member's state and code, and every API call made.
+
+It is the source of truth of a distribution; the CSV files are views of it.  Its rules:
+
+* A member moves ``pending → sending → done(code) | failed(reason)``.  ``sending`` is written (and committed)
+  *before* each publication call, with a row in ``calls``; the answer is committed as soon as it arrives.  A
+  member found ``sending`` on resume may or may not have been published: it is sent again with the *same*
+  publication ``source_id``, and Voucherify hands back the code it committed the first time.  That key is stored
+  in the member's row (``members.source_id``) when its first call is logged, and reused for ever after: a later
+  change of how keys are made (or of the campaign's resolution) never gives a called member a second key.
+* ``failed`` is only for Voucherify's definite refusals; a member whose calls failed only transiently stays
+  ``sending`` and is served by the next run.
+* Every API call is logged in ``calls`` before it is sent, so a resumed run knows how much of the server's rate
+  window the dead run used, and the summary can count calls per code.
+* One process at a time (:mod:`.lock`): ``Journal.open(path, lock=True)`` takes it before SQLite opens the file.
+* One Voucherify project: the journal records the API host and a digest of the app id it was made against
+  (:meth:`Journal.bind_project`), so sandbox codes never pass for real ones.
+* An export loaded whole is recognised when a later run is given the very same file (:meth:`Journal.already_loaded`,
+  :mod:`.fingerprint`): that run takes the loaded segment over instead of reading it again.
+* WAL mode with ``synchronous=NORMAL``: a process crash at any moment leaves a consistent file; a power loss can
+  lose the last commits, which is harmless because re-sending a publication is idempotent.
+
+Identities are stored as TEXT exactly as read; SQLite compares them byte for byte.  The read-only queries are in
+:mod:`.reports`, the tables and migrations in :mod:`.schema`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Self
+
+from ..config import MEMBERS
+from ..errors import JournalError, StorageError
+from . import lock as locking
+from . import schema
+from .reports import JournalReports
+from .rows import FAILED, PENDING, SENDING, LoadedSegment, LoadResult, Member, RowLabel
+from .schema import SKIPPED_EXAMPLES
+
+#: The meta key of the export loaded whole last: ``{"fingerprint": …, "run": the run that read it}``.
+_LOADED_EXPORT = "loaded_export"
+
+
+class Journal(JournalReports):
+    """One distribution's SQLite journal.  Not shared between threads; open one per thread."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, readonly: bool) -> None:
+        self.path = path
+        self._db = connection
+        self._readonly = readonly
+        self._lock_handles: list[int] = []
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, path: Path | str, *, readonly: bool = False, lock: bool = False) -> Journal:
+        """Open (or create) the journal at ``path``.  ``lock``: take it for this process *before* SQLite opens it
+        (:class:`JournalLocked` when another process holds it): SQLite names its WAL after the path, so a second
+        writer reaching the file under another name (a hard link) must never open it while the first writes."""
+        path = Path(path)
+        handles: list[int] = []
+        if lock and not readonly:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handles = locking.take_locks(path)
+            except OSError as exc:
+                raise JournalError(f"journal {path} cannot be opened: {exc.strerror or exc}") from None
+        try:
+            journal = cls._open(path, readonly)
+        except BaseException:
+            locking.release(handles)
+            raise
+        journal._lock_handles = handles
+        return journal
+
+    @classmethod
+    def _open(cls, path: Path, readonly: bool) -> Journal:
+        if readonly:
+            if not path.exists():
+                raise JournalError(f"journal {path} does not exist")
+            uri = f"file:{path.resolve()}?mode=ro"
+            connection = _connect(uri, uri=True)
+        else:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                connection = _connect(str(path))
+            except (OSError, sqlite3.Error) as exc:
+                why = getattr(exc, "strerror", None) or exc
+                raise JournalError(f"journal {path} cannot be opened: {why}") from None
+        journal = cls(path, connection, readonly)
+        try:
+            journal._prepare()
+        except StorageError as exc:
+            connection.close()
+            raise JournalError(str(exc)) from None
+        except sqlite3.DatabaseError as exc:
+            connection.close()
+            raise JournalError(f"journal {path} is not a usable SQLite journal: {exc}") from None
+        return journal
+
+    def _prepare(self) -> None:
+        older = schema.prepare(self._db, self.path, readonly=self._readonly)
+        if older is not None:
+            with self._transaction():  # every step in one transaction
+                schema.migrate(self._db, older)
+
+    def close(self) -> None:
+        self._db.close()
+        self.unlock()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ one process at a time
+    @property
+    def lock_path(self) -> Path:
+        """``<journal>.lock`` beside the journal's real file: every name of the journal finds the same lock."""
+        return locking.lock_path(self.path)
+
+    def lock(self) -> None:
+        """Take the journal for this process, or raise :class:`JournalLocked` naming the holder (see
+        :func:`.lock.take_locks`).  Prefer ``Journal.open(path, lock=True)``, which locks before SQLite opens it."""
+        if not self._lock_handles:
+            self._lock_handles = locking.take_locks(self.path)
+
+    def unlock(self) -> None:
+        locking.release(self._lock_handles)
+        self._lock_handles = []
+
+    def holder(self) -> str | None:
+        """Who holds this journal's lock right now (``"pid 123 on host since …"``), or ``None``.  Takes nothing
+        and never creates the lock file (see :func:`.lock.holder`)."""
+        return locking.holder(self.lock_path)
+
+    # ------------------------------------------------------------------ meta
+    def set_meta(self, **values: str) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                list(values.items()),
+            )
+
+    def bind_project(self, *, host: str, project: str) -> str | None:
+        """Bind this journal to the Voucherify ``host`` and ``project`` (a digest of the app id) of this run.
+
+        Refuses (:class:`JournalError`) a journal bound to another host or project: its codes exist only there.
+        A journal made before journals recorded their project adopts this one; the returned note says so (else
+        ``None``).
+        """
+        known_host, known_project = self.meta("api_host"), self.meta("project")
+        if known_host is None or known_project is None:
+            adopted = self.meta("distribution") is not None or bool(self.runs())
+            self.set_meta(api_host=host, project=project)
+            if adopted:
+                return (
+                    f"journal {self.path} did not record its Voucherify project: it is now bound to {host} ({project})"
+                )
+            return None
+        self.check_project(host=host, project=project)
+        return None
+
+    def check_project(self, *, host: str, project: str) -> None:
+        """Refuse (:class:`JournalError`) a run aimed at another Voucherify host or project than the journal's."""
+        known_host, known_project = self.meta("api_host"), self.meta("project")
+        if known_host is None or known_project is None or (known_host, known_project) == (host, project):
+            return
+        if known_host != host:
+            what = f"was made against {_host_name(known_host)}, but this run is aimed at {_host_name(host)}"
+        else:
+            what = (
+                f"was made with the keys of project {known_project} on {known_host}, "
+                f"but this run uses project {project}"
+            )
+        raise JournalError(
+            f"journal {self.path} {what}: its codes exist only there. To start afresh there, give this run a fresh "
+            "journal: another --output (or --state)"
+        )
+
+    def check_belongs(self, *, key: str, distribution: str | None, campaign: str, segment: object) -> None:
+        """Refuse (:class:`JournalError`) a journal written for another key kind, distribution or campaign."""
+        known_key = self.meta("key")
+        if known_key and known_key != key:
+            raise JournalError(
+                f"journal {self.path} holds CleverTap {known_key}s, but {segment} is keyed on {key}: "
+                "use another --state for another kind of key"
+            )
+        known_distribution = self.meta("distribution")
+        if distribution and known_distribution and distribution != known_distribution:
+            raise JournalError(
+                f"journal {self.path} belongs to distribution {known_distribution!r}, not {distribution!r}: "
+                "give a new distribution its own --output (or --state)"
+            )
+        known_campaign, known_campaign_id = self.meta("campaign"), self.meta("campaign_id")
+        if known_campaign and campaign not in (known_campaign, known_campaign_id):
+            raise JournalError(
+                f"journal {self.path} belongs to campaign {known_campaign!r} ({known_campaign_id}), not "
+                f"{campaign!r}: give another campaign its own --output (or --state)"
+            )
+
+    # ------------------------------------------------------------------ runs
+    def start_run(self, segment: str) -> int:
+        with self._transaction():
+            cursor = self._db.execute(
+                "INSERT INTO runs (started_at, pid, segment) VALUES (?, ?, ?)", (time.time(), os.getpid(), segment)
+            )
+        return int(cursor.lastrowid or 0)
+
+    def finish_run(self, run_id: int, *, exit_code: int, reason: str, summary: str) -> None:
+        with self._transaction():
+            self._db.execute(
+                "UPDATE runs SET ended_at = ?, exit_code = ?, reason = ?, summary = ? WHERE id = ?",
+                (time.time(), exit_code, reason, summary, run_id),
+            )
+
+    def mark_loaded(self, run_id: int) -> None:
+        """Record that run ``run_id`` has read its whole segment (its skipped and left reports are complete)."""
+        with self._transaction():
+            self._db.execute("UPDATE runs SET loaded_at = ? WHERE id = ?", (time.time(), run_id))
+
+    # ------------------------------------------------------------------ loading the segment
+    def load(self, run_id: int, rows: Sequence[tuple[int, RowLabel, str]]) -> LoadResult:
+        """Record one batch of valid segment rows ``(seq, row, identity)`` as members of ``run_id``.
+
+        New identities become ``pending`` members; known ones (from earlier runs) are marked as seen in this run
+        and keep their state and code; an identity seen earlier *in this run* is a duplicate, returned to be
+        reported.  One transaction per batch, of three statements: one look-up of the batch's identities already
+        known (the batch as one JSON array; CROSS JOIN makes SQLite walk the array and probe the UNIQUE index),
+        one ``executemany`` insert of the new members and one of the returning members' new place.  The counts
+        of new members are added in the same transaction; the trigger moves those of returning ones.
+        """
+        now = time.time()
+        duplicates: list[tuple[RowLabel, str, RowLabel]] = []
+        fresh: list[tuple[str, int, int, int, RowLabel, float]] = []
+        returning: list[tuple[int, int, RowLabel, str]] = []
+        with self._transaction():
+            self._db.execute("DELETE FROM meta WHERE key = ?", (_LOADED_EXPORT,))  # the members are changing
+            known: dict[str, tuple[int, RowLabel]] = {
+                identity: (seen_run, seen_row)
+                for identity, seen_run, seen_row in self._db.execute(
+                    """SELECT m.identity, m.seen_run, m.seen_row
+                       FROM json_each(?) AS j CROSS JOIN members AS m ON m.identity = j.value""",
+                    (json.dumps([identity for _, _, identity in rows]),),
+                )
+            }
+            for seq, row, identity in rows:
+                seen = known.get(identity)
+                if seen is not None and seen[0] == run_id:  # already seen in this very run: a duplicate row
+                    duplicates.append((row, identity, seen[1]))
+                    continue
+                (fresh.append((identity, run_id, run_id, seq, row, now)) if seen is None
+                 else returning.append((run_id, seq, row, identity)))
+                known[identity] = (run_id, row)
+            self._db.executemany(
+                """INSERT INTO members (identity, first_run, seen_run, seen_seq, seen_row, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?)""",
+                fresh,
+            )
+            self._db.executemany(
+                "UPDATE members SET seen_run = ?, seen_seq = ?, seen_row = ? WHERE identity = ?", returning
+            )
+            if fresh:
+                self._db.execute(
+                    """INSERT INTO member_counts (seen_run, state, n) VALUES (?, 'pending', ?)
+                       ON CONFLICT (seen_run, state) DO UPDATE SET n = n + excluded.n""",
+                    (run_id, len(fresh)),
+                )
+        return LoadResult(len(fresh), duplicates)
+
+    def already_loaded(self, fingerprint: str) -> LoadedSegment | None:
+        """The segment this journal loaded whole from the export of this ``fingerprint``
+        (:func:`~distributor.journal.fingerprint.export_fingerprint`), if it is the last export loaded and no run
+        has loaded rows since; else ``None`` (the export must be read)."""
+        recorded = _json_object(self.meta(_LOADED_EXPORT))
+        run = recorded.get("run")
+        if recorded.get("fingerprint") != fingerprint or not isinstance(run, int):
+            return None
+        found = self._db.execute("SELECT sum(n) FROM member_counts WHERE seen_run = ?", (run,)).fetchone()[0]
+        members, skipped = int(found or 0), self.skipped_counts(run)
+        return LoadedSegment(run=run, rows=members + sum(skipped.values()), members=members, skipped=skipped)
+
+    def adopt_load(self, run_id: int, loaded: LoadedSegment) -> None:
+        """Run ``run_id``'s segment is ``loaded`` (:meth:`already_loaded`): take it over without touching a member
+        (its members stay marked as seen by ``loaded.run``; the reports follow ``runs.segment_run``), copy its
+        skipped rows and counts, and mark the run loaded.  One transaction."""
+        with self._transaction():
+            self._db.execute(
+                "UPDATE runs SET segment_run = ?, loaded_at = ? WHERE id = ?", (loaded.run, time.time(), run_id)
+            )
+            self._db.execute(
+                """INSERT INTO skipped (run_id, row, value, reason, detail)
+                   SELECT ?, row, value, reason, detail FROM skipped WHERE run_id = ? ORDER BY rowid""",
+                (run_id, loaded.run),
+            )
+            self._db.execute(
+                """INSERT OR REPLACE INTO skipped_counts (run_id, reason, count)
+                   SELECT ?, reason, count FROM skipped_counts WHERE run_id = ?""",
+                (run_id, loaded.run),
+            )
+
+    def record_loaded(self, run_id: int, fingerprint: str) -> None:
+        """Run ``run_id`` has read the export of this ``fingerprint`` whole (and marked itself loaded): a later run
+        given the same file may take its segment over (:meth:`already_loaded`)."""
+        self.set_meta(**{_LOADED_EXPORT: json.dumps({"fingerprint": fingerprint, "run": self.segment_of(run_id)})})
+
+    def record_skipped(self, run_id: int, rows: Iterable[tuple[RowLabel, str, str, str]]) -> None:
+        """Count invalid or duplicate rows ``(row, value, reason, detail)`` of this run's segment, given in file
+        order, and keep the first :data:`SKIPPED_EXAMPLES` of each reason as examples.  One transaction."""
+        with self._transaction():
+            counts = dict(
+                self._db.execute("SELECT reason, count FROM skipped_counts WHERE run_id = ?", (run_id,)).fetchall()
+            )
+            kept: list[tuple[RowLabel, str, str, str]] = []
+            for row in rows:
+                reason = row[2]
+                if counts.get(reason, 0) < SKIPPED_EXAMPLES:
+                    kept.append(row)
+                counts[reason] = counts.get(reason, 0) + 1
+            self._db.executemany(
+                "INSERT INTO skipped (run_id, row, value, reason, detail) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, *row) for row in kept],
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO skipped_counts (run_id, reason, count) VALUES (?, ?, ?)",
+                [(run_id, reason, count) for reason, count in counts.items()],
+            )
+
+    # ------------------------------------------------------------------ the work
+    def work(self, run_id: int, *, after_seq: int, limit: int, retry_failed: bool = False) -> list[Member]:
+        """Members of this run's segment still without a code, in segment order, after position ``after_seq``."""
+        states = (PENDING, SENDING, FAILED) if retry_failed else (PENDING, SENDING)
+        marks = ",".join("?" * len(states))
+        rows = self._db.execute(
+            f"""SELECT id, identity, state, attempts, seen_seq, seen_row, source_id FROM members
+                WHERE seen_run = ? AND seen_seq > ? AND state IN ({marks})
+                ORDER BY seen_seq LIMIT ?""",
+            (self.segment_of(run_id), after_seq, *states, limit),
+        ).fetchall()
+        return [Member(*row) for row in rows]
+
+    def log_call(
+        self,
+        run_id: int,
+        kind: str,
+        member_id: int | None = None,
+        at: float | None = None,
+        *,
+        source_id: str | None = None,
+    ) -> int:
+        """Record an API call about to be sent; a publication also marks its member ``sending`` and pins its key
+        (``source_id``) unless it already has one.  Commits.  Returns the call's id, for
+        :meth:`record_call_outcome`."""
+        at = time.time() if at is None else at
+        with self._transaction():
+            cursor = self._db.execute(
+                "INSERT INTO calls (run_id, at, kind, member_id) VALUES (?, ?, ?, ?)", (run_id, at, kind, member_id)
+            )
+            if kind == "publish" and member_id is not None:
+                self._db.execute(
+                    """UPDATE members SET state = 'sending', attempts = attempts + 1, updated_at = ?,
+                           source_id = coalesce(source_id, ?)
+                       WHERE id = ? AND state <> 'done'""",
+                    (at, source_id, member_id),
+                )
+        return int(cursor.lastrowid or 0)
+
+    def record_call_outcome(self, call_id: int, *, outcome: str, status: int | None, request_id: str | None) -> None:
+        """Record how call ``call_id`` ended: ``outcome`` (``ok``, ``refused``, ``timeout``, …), the HTTP status and
+        Voucherify's ``request_id``.  Commits."""
+        with self._transaction():
+            self._db.execute(
+                "UPDATE calls SET outcome = ?, status = ?, request_id = ? WHERE id = ?",
+                (outcome, status, request_id, call_id),
+            )
+
+    def source_id(self, member_id: int) -> str | None:
+        """The publication key this member's calls are made with (``None``: never called)."""
+        row = self._db.execute("SELECT source_id FROM members WHERE id = ?", (member_id,)).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    def complete(
+        self, member_id: int, run_id: int, *, code: str, publication_id: str | None, expires_at: float | None = None
+    ) -> None:
+        """Save the code Voucherify holds for this member (and when it expires, if it does).  Commits."""
+        with self._transaction():
+            if expires_at is not None:  # h7-clevertap: --expiry-property
+                self._db.execute(
+                    "INSERT OR REPLACE INTO code_expiry (member_id, expires_at) VALUES (?, ?)", (member_id, expires_at)
+                )
+            self._db.execute(
+                """UPDATE members SET state = 'done', code = ?, publication_id = ?, done_run = ?,
+                       error_status = NULL, error_key = NULL, error_message = NULL, request_id = NULL, updated_at = ?
+                   WHERE id = ?""",
+                (code, publication_id, run_id, time.time(), member_id),
+            )
+
+    def fail(
+        self,
+        member_id: int,
+        *,
+        status: int | None,
+        key: str | None,
+        message: str | None,
+        request_id: str | None,
+    ) -> None:
+        """Record a failure that retrying will not mend (Voucherify's ``key``, ``message``, ``request_id``)."""
+        with self._transaction():
+            self._db.execute(
+                """UPDATE members SET state = 'failed', error_status = ?, error_key = ?, error_message = ?,
+                       request_id = ?, updated_at = ?
+                   WHERE id = ? AND state <> 'done'""",
+                (status, key, message, request_id, time.time(), member_id),
+            )
+
+    # ------------------------------------------------------------------ deliver_to = leavers
+    # A leavers distribution loads its segment like any other (every member seen is recorded, new ones as
+    # `pending`), but those members are the *watch list*, not recipients.  A run that completes (exit 0/1) makes its
+    # segment the watch list (`watched_run`, meta `watch_run`); the next run, once it has read its whole segment,
+    # records every watched member absent from it and without a code as owed a code (`owed_run`).  The owed set is
+    # what a run serves and resumes: it is never recomputed from a later export.
+
+    def check_delivery(self, deliver_to: str) -> None:
+        """Refuse (:class:`JournalError`) a journal whose runs delivered to the other audience."""
+        known = self.meta("deliver_to") or (MEMBERS if self.latest_run() is not None else None)
+        if known and known != deliver_to:
+            raise JournalError(
+                f"journal {self.path} belongs to a distribution that delivers to {known}, not {deliver_to}: "
+                f"give --deliver-to {deliver_to} its own --output (or --state)"
+            )
+
+    def mark_leavers(self, run_id: int) -> int:
+        """Run ``run_id`` has read its whole segment: record the watched members absent from it who hold no code as
+        owed one.  Returns how many were newly recorded (0 without a watch list: the first run)."""
+        baseline = self.watch_baseline()
+        if not baseline:
+            return 0
+        with self._transaction():
+            cursor = self._db.execute(
+                """UPDATE members SET owed_run = ?
+                   WHERE watched_run = ? AND seen_run < ? AND owed_run IS NULL AND state <> 'done'""",
+                (run_id, baseline, self.segment_of(run_id)),
+            )
+        return cursor.rowcount
+
+    def record_watch_list(self, run_id: int) -> None:
+        """Run ``run_id`` completed: its segment becomes the watch list the next run is compared with."""
+        with self._transaction():
+            self._db.execute(
+                "UPDATE members SET watched_run = ? WHERE seen_run = ?", (run_id, self.segment_of(run_id))
+            )
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES ('watch_run', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(run_id),),
+            )
+
+    def leaver_work(self, *, after_id: int, limit: int, retry_failed: bool = False) -> list[Member]:
+        """Owed leavers still without a code, in the order they were first seen, after member ``after_id``."""
+        states = (PENDING, SENDING, FAILED) if retry_failed else (PENDING, SENDING)
+        marks = ",".join("?" * len(states))
+        rows = self._db.execute(
+            f"""SELECT id, identity, state, attempts, seen_seq, seen_row FROM members
+                WHERE owed_run IS NOT NULL AND id > ? AND state IN ({marks})
+                ORDER BY id LIMIT ?""",
+            (after_id, *states, limit),
+        ).fetchall()
+        return [Member(*row) for row in rows]
+
+    # ------------------------------------------------------------------ CleverTap push state (h7-clevertap)
+    # A member needs pushing when it holds a code and CleverTap has not confirmed holding that very code.
+    def unpushed(self, *, after_id: int, limit: int) -> list[tuple[int, str, str, float | None]]:
+        """``(member_id, identity, code, expires_at)`` of members holding a code CleverTap has not confirmed."""
+        return [
+            (row[0], row[1], row[2], row[3])
+            for row in self._db.execute(
+                """SELECT m.id, m.identity, m.code, e.expires_at FROM members m
+                   LEFT JOIN pushes p ON p.member_id = m.id LEFT JOIN code_expiry e ON e.member_id = m.id
+                   WHERE m.state = 'done' AND m.id > ?
+                     AND (p.member_id IS NULL OR p.state <> 'pushed' OR p.code <> m.code)
+                   ORDER BY m.id LIMIT ?""",
+                (after_id, limit),
+            )
+        ]
+
+    def mark_pushed(self, items: Iterable[tuple[int, str]], attempts: int) -> None:
+        """CleverTap confirmed holding these ``(member_id, code)``.  Commits."""
+        now = time.time()
+        with self._transaction():
+            self._db.executemany(
+                """INSERT INTO pushes (member_id, code, state, attempts, pushed_at, updated_at)
+                   VALUES (?, ?, 'pushed', ?, ?, ?)
+                   ON CONFLICT (member_id) DO UPDATE SET code = excluded.code, state = 'pushed',
+                       attempts = pushes.attempts + excluded.attempts, error_code = NULL, error_message = NULL,
+                       pushed_at = excluded.pushed_at, updated_at = excluded.updated_at""",
+                [(member_id, code, attempts, now, now) for member_id, code in items],
+            )
+
+    def mark_push_failed(self, items: Iterable[tuple[int, str, int | None, str]], attempts: int) -> None:
+        """CleverTap did not take these ``(member_id, code, error_code, message)`` for good.  Commits."""
+        now = time.time()
+        with self._transaction():
+            self._db.executemany(
+                """INSERT INTO pushes (member_id, code, state, attempts, error_code, error_message, updated_at)
+                   VALUES (?, ?, 'failed', ?, ?, ?, ?)
+                   ON CONFLICT (member_id) DO UPDATE SET code = excluded.code, state = 'failed',
+                       attempts = pushes.attempts + excluded.attempts, error_code = excluded.error_code,
+                       error_message = excluded.error_message, updated_at = excluded.updated_at""",
+                [(member_id, code, attempts, code_, message, now) for member_id, code, code_, message in items],
+            )
+
+    def push_again(self) -> int:
+        """``push --all``: forget what CleverTap confirmed, so every code is sent again.  Commits."""
+        with self._transaction():
+            return self._db.execute("UPDATE pushes SET state = 'again', updated_at = ?", (time.time(),)).rowcount
+
+    # ------------------------------------------------------------------ plumbing
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One committed transaction.  A storage failure (disk full, read-only, I/O error) raises
+        :class:`StorageError`: what was committed before stays, and a rerun resumes from it."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if (exc.sqlite_errorcode & 0xFF) not in _STORAGE_FAILURES:
+                raise
+            if self._db.in_transaction:
+                with suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+            raise StorageError(
+                f"cannot write the journal {self.path}: {exc}; what it holds is safe: free space (or make the folder "
+                "writable), then run the same command again to resume"
+            ) from None
+
+
+#: SQLite's primary result codes of a storage failure: BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
+_STORAGE_FAILURES = frozenset({5, 6, 8, 10, 13, 14, 15})
+
+
+def _json_object(text: str | None) -> dict[str, object]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _host_name(host: str) -> str:
+    return "the embedded sandbox (--api-url sandbox)" if host == "sandbox" else host
+
+
+def _connect(target: str, uri: bool = False) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves, so every commit point is explicit.
+    # Rows come back as tuples: the package hands out typed rows (.rows), never sqlite3.Row.
+    return sqlite3.connect(target, uri=uri, isolation_level=None, timeout=10.0, check_same_thread=False)
