@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 from . import identities
-from .journal import Journal, export_fingerprint
+from .journal import Journal, WriteBehind, export_fingerprint
 from .segment import RowLabel, Segment, refuse_unusable
 
 #: ``(seq, row, identity)``: a valid member, its position in the segment and its row in the file.
@@ -49,6 +50,14 @@ def validated_batches(segment: Segment, size: int) -> Iterator[tuple[int, list[V
         yield len(batch), valid, skipped
 
 
+def _record(journal: Journal, run_id: int, valid: list[Valid], skipped: list[Skipped], counts: Counter[str]) -> None:
+    """One batch into the journal: its members, then its invalid and duplicate rows (in the write-behind thread)."""
+    result = journal.load(run_id, valid)
+    skipped += [(row, value, identities.DUPLICATE, f"first at row {first}") for row, value, first in result.duplicates]
+    journal.record_skipped(run_id, _in_file_order(skipped))
+    counts.update(reason for _, _, reason, _ in skipped)
+
+
 def _in_file_order(skipped: list[Skipped]) -> list[Skipped]:
     """The batch's invalid and duplicate rows merged back into file order (a batch never spans two parts)."""
     return sorted(skipped, key=lambda row: _row_number(row[0]))
@@ -80,14 +89,12 @@ def load_segment(
         return Loaded(rows=known.rows, members=known.members, skipped=Counter(known.skipped))
     # end h11-journal-perf
     loaded = Loaded()
-    for rows, valid, skipped in validated_batches(segment, batch_size):
-        if interrupted():
-            return None
-        loaded.rows += rows
-        result = journal.load(run_id, valid)
-        skipped += [(row, value, identities.DUPLICATE, f"first at row {first}") for row, value, first in result.duplicates]
-        journal.record_skipped(run_id, _in_file_order(skipped))
-        loaded.skipped.update(reason for _, _, reason, _ in skipped)
+    with WriteBehind() as writes:  # h11-journal-perf (13.2): a batch is written while the next is read
+        for rows, valid, skipped in validated_batches(segment, batch_size):
+            if interrupted():
+                return None
+            loaded.rows += rows
+            writes.submit(partial(_record, journal, run_id, valid, skipped, loaded.skipped))
     loaded.members = sum(journal.state_counts(run_id).values())
     refuse_unusable(segment, rows=loaded.rows, members=loaded.members, skipped=loaded.skipped)
     journal.mark_loaded(run_id)

@@ -5,11 +5,13 @@
 * :mod:`.reports` — the read-only queries of ``status``, ``plan``, ``export``, ``verify`` and the run's summary;
 * :mod:`.rows` — the states and typed rows they return;
 * :mod:`.schema` — tables, kept counts and migrations; :mod:`.lock` — one process at a time;
-* :mod:`.fingerprint` — telling that an export is the one loaded already, so a rerun does not read it again.
+* :mod:`.fingerprint` — telling that an export is the one loaded already, so a rerun does not read it again;
+* :mod:`.pipeline` — a batch written while the next is read.
 """
 
 from .fingerprint import export_fingerprint
 from .lock import holder as lock_holder
+from .pipeline import WriteBehind
 from .rows import (
     DONE,
     FAILED,
@@ -49,6 +51,7 @@ __all__ = [
     "RecentFailure",
     "RowLabel",
     "Run",
+    "WriteBehind",
     "export_fingerprint",
     "lock_holder",
 ]

@@ -231,48 +231,55 @@ class Journal(JournalReports):
 
         New identities become ``pending`` members; known ones (from earlier runs) are marked as seen in this run
         and keep their state and code; an identity seen earlier *in this run* is a duplicate, returned to be
-        reported.  One transaction per batch, of three statements: one look-up of the batch's identities already
-        known (the batch as one JSON array; CROSS JOIN makes SQLite walk the array and probe the UNIQUE index),
-        one ``executemany`` insert of the new members and one of the returning members' new place.  The counts
-        of new members are added in the same transaction; the trigger moves those of returning ones.
+        reported.  One transaction per batch, set-based: the batch goes to SQLite as one JSON array, inserted in
+        one statement (``ON CONFLICT DO NOTHING RETURNING`` says which identities were new: the first row of each,
+        as SQLite walks the array in order); only the others are looked up (CROSS JOIN makes SQLite walk the array
+        and probe the UNIQUE index), and the returning members' new place is one ``executemany``.  The count of
+        new members is added in the same transaction; the trigger moves those of returning ones.
         """
         now = time.time()
         duplicates: list[tuple[RowLabel, str, RowLabel]] = []
-        fresh: list[tuple[str, int, int, int, RowLabel, float]] = []
-        returning: list[tuple[int, int, RowLabel, str]] = []
+        returning: list[tuple[int, int, RowLabel, int]] = []
         with self._transaction():
             self._db.execute("DELETE FROM meta WHERE key = ?", (_LOADED_EXPORT,))  # the members are changing
-            known: dict[str, tuple[int, RowLabel]] = {
-                identity: (seen_run, seen_row)
-                for identity, seen_run, seen_row in self._db.execute(
-                    """SELECT m.identity, m.seen_run, m.seen_row
-                       FROM json_each(?) AS j CROSS JOIN members AS m ON m.identity = j.value""",
-                    (json.dumps([identity for _, _, identity in rows]),),
-                )
+            new = {
+                identity
+                for (identity,) in self._db.execute(
+                    """INSERT INTO members (identity, first_run, seen_run, seen_seq, seen_row, updated_at)
+                       SELECT j.value ->> 0, ?1, ?1, j.value ->> 1, j.value ->> 2, ?2 FROM json_each(?3) AS j WHERE true
+                       ON CONFLICT (identity) DO NOTHING RETURNING identity""",
+                    (run_id, now, json.dumps([(identity, seq, row) for seq, row, identity in rows])),
+                ).fetchall()
             }
+            added = len(new)
+            others = {identity for _, _, identity in rows if identity not in new}
+            known: dict[str, tuple[int, RowLabel, int]] = {
+                identity: (seen_run, seen_row, member_id)
+                for identity, seen_run, seen_row, member_id in self._db.execute(
+                    """SELECT m.identity, m.seen_run, m.seen_row, m.id
+                       FROM json_each(?) AS j CROSS JOIN members AS m ON m.identity = j.value""",
+                    (json.dumps(sorted(others)),),
+                )
+            } if others else {}
             for seq, row, identity in rows:
-                seen = known.get(identity)
-                if seen is not None and seen[0] == run_id:  # already seen in this very run: a duplicate row
-                    duplicates.append((row, identity, seen[1]))
+                if identity in new:  # its first row in the batch: the one inserted
+                    new.discard(identity)
+                    known[identity] = (run_id, row, 0)
                     continue
-                (fresh.append((identity, run_id, run_id, seq, row, now)) if seen is None
-                 else returning.append((run_id, seq, row, identity)))
-                known[identity] = (run_id, row)
-            self._db.executemany(
-                """INSERT INTO members (identity, first_run, seen_run, seen_seq, seen_row, updated_at)
-                   VALUES (?, ?, ?, ?, ?, ?)""",
-                fresh,
-            )
-            self._db.executemany(
-                "UPDATE members SET seen_run = ?, seen_seq = ?, seen_row = ? WHERE identity = ?", returning
-            )
-            if fresh:
+                seen_run, seen_row, member_id = known[identity]
+                if seen_run == run_id:  # already seen in this very run: a duplicate row
+                    duplicates.append((row, identity, seen_row))
+                else:
+                    returning.append((run_id, seq, row, member_id))
+                    known[identity] = (run_id, row, member_id)
+            self._db.executemany("UPDATE members SET seen_run = ?, seen_seq = ?, seen_row = ? WHERE id = ?", returning)
+            if added:
                 self._db.execute(
                     """INSERT INTO member_counts (seen_run, state, n) VALUES (?, 'pending', ?)
                        ON CONFLICT (seen_run, state) DO UPDATE SET n = n + excluded.n""",
-                    (run_id, len(fresh)),
+                    (run_id, added),
                 )
-        return LoadResult(len(fresh), duplicates)
+        return LoadResult(added, duplicates)
 
     def already_loaded(self, fingerprint: str) -> LoadedSegment | None:
         """The segment this journal loaded whole from the export of this ``fingerprint``
