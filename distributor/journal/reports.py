@@ -137,8 +137,8 @@ class JournalReports:
         """Members of this run's segment that already held a code when the run started: those of its segment
         holding one, less those it saved itself (or a later run: walked on the index of codes by run)."""
         segment = self.segment_of(run_id)
-        since = self._db.execute(
-            "SELECT count(*) FROM members WHERE state = 'done' AND done_run >= ? AND seen_run = ?", (run_id, segment)
+        since = self._db.execute(  # +seen_run: walk the codes saved since (members_done), not the whole segment
+            "SELECT count(*) FROM members WHERE state = 'done' AND done_run >= ? AND +seen_run = ?", (run_id, segment)
         ).fetchone()[0]
         return self.state_counts(run_id)[DONE] - int(since)
 
