@@ -11,11 +11,10 @@ once on a journal of ten million members.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
+from .base import JournalBase
 from .rows import (
     DONE,
     FAILED,
@@ -38,41 +37,13 @@ from .schema import SKIPPED_EXAMPLES
 _NO_END = 2**62
 
 
-class JournalReports:
+class JournalReports(JournalBase):
     """The read side of :class:`~distributor.journal.Journal`."""
-
-    path: Path
-    _db: sqlite3.Connection
-
-    @contextmanager
-    def snapshot(self) -> Iterator[None]:
-        """Read everything inside the block from one consistent state of the journal (a deferred read
-        transaction): a run committing meanwhile is neither blocked nor seen half-way."""
-        self._db.execute("BEGIN DEFERRED")
-        try:
-            yield
-        finally:
-            self._db.execute("COMMIT")
-
-    def meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def _has_table(self, name: str) -> bool:
-        found = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
-        return found is not None
-
-    def _counted(self) -> bool:
-        """Whether the journal keeps counts (schema 7; a read-only journal may be older)."""
-        return self._has_table("member_counts")
 
     # ------------------------------------------------------------------ runs
     def _runs(self, where: str = "", args: Sequence[object] = (), tail: str = "ORDER BY id") -> list[Run]:
         columns = RUN_COLUMNS if self._has_column("runs", "segment_run") else RUN_COLUMNS.replace(", segment_run", "")
         return [Run(*row) for row in self._db.execute(f"SELECT {columns} FROM runs {where} {tail}", tuple(args))]
-
-    def _has_column(self, table: str, column: str) -> bool:
-        return any(row[1] == column for row in self._db.execute(f"PRAGMA table_info({table})"))
 
     def runs(self) -> list[Run]:
         return self._runs()
@@ -86,14 +57,6 @@ class JournalReports:
     def recent_runs(self, limit: int) -> list[Run]:
         """The ``limit`` newest runs, newest first."""
         return self._runs("", (), f"ORDER BY id DESC LIMIT {int(limit)}")
-
-    def segment_of(self, run_id: int) -> int:
-        """The run whose ``seen_run`` marks run ``run_id``'s segment: itself, or the run that read the same export
-        when this one took it over (:meth:`Journal.adopt_load`)."""
-        if not self._has_column("runs", "segment_run"):
-            return run_id
-        row = self._db.execute("SELECT segment_run FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return run_id if row is None or row[0] is None else int(row[0])
 
     def last_finished_run(self, before: int) -> int:
         """The newest run before ``before`` that went through its whole segment (exit 0 or 1), or 0."""
@@ -358,34 +321,6 @@ class JournalReports:
         else:
             rows = self._db.execute("SELECT reason, count FROM skipped_counts WHERE run_id = ?", (run_id,))
         return {reason: count for reason, count in rows}
-
-    # ------------------------------------------------------------------ CleverTap push state (h7-clevertap)
-    def push_counts(self) -> dict[str, int]:
-        """``pushed``, ``failed`` (final) and ``waiting`` among the members holding a code."""
-        if not self._has_table("pushes") or self._db.execute("SELECT 1 FROM pushes LIMIT 1").fetchone() is None:
-            # nothing pushed yet (or a read-only journal older than schema 6): every code is waiting
-            return {"pushed": 0, "failed": 0, "waiting": self.state_counts()[DONE]}
-        counts = {"pushed": 0, "failed": 0, "waiting": 0}
-        for state, count in self._db.execute(
-            """SELECT CASE WHEN p.code = m.code AND p.state IN ('pushed', 'failed') THEN p.state ELSE 'waiting' END,
-                      count(*)
-               FROM members m LEFT JOIN pushes p ON p.member_id = m.id WHERE m.state = 'done' GROUP BY 1"""
-        ):
-            counts[state] = count
-        return counts
-
-    def push_failures(self) -> Iterator[tuple[str, int, str, int | None, str | None, int]]:
-        """``(identity, row, code, error_code, error_message, attempts)`` of each code CleverTap did not take."""
-        if not self._has_table("pushes"):
-            return
-        yield from (
-            (row[0], row[1], row[2], row[3], row[4], row[5])
-            for row in self._db.execute(
-                """SELECT m.identity, m.seen_row, m.code, p.error_code, p.error_message, p.attempts
-                   FROM pushes p JOIN members m ON m.id = p.member_id
-                   WHERE p.state = 'failed' AND p.code = m.code AND m.state = 'done' ORDER BY m.id"""
-            )
-        )
 
     # ------------------------------------------------------------------ `distributor plan`
     def compare_segment(self, identities: Iterable[str]) -> dict[str, int]:

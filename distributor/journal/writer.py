@@ -26,28 +26,25 @@ Identities are stored as TEXT exactly as read; SQLite compares them byte for byt
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Self
 
-from ..config import MEMBERS
 from ..errors import JournalError, StorageError
 from . import lock as locking
 from . import schema
-from .reports import JournalReports
-from .rows import FAILED, PENDING, SENDING, LoadedSegment, LoadResult, Member, RowLabel
-from .schema import SKIPPED_EXAMPLES
+from .intake import SegmentIntake
+from .leavers import LeaverState
+from .pushes import PushState
+from .rows import FAILED, PENDING, SENDING, Member
 
 #: The meta key of the export loaded whole last: ``{"fingerprint": …, "run": the run that read it}``.
 _LOADED_EXPORT = "loaded_export"
 
 
-class Journal(JournalReports):
+class Journal(SegmentIntake, LeaverState, PushState):
     """One distribution's SQLite journal.  Not shared between threads; open one per thread."""
 
     def __init__(self, path: Path, connection: sqlite3.Connection, readonly: bool) -> None:
@@ -140,14 +137,7 @@ class Journal(JournalReports):
         and never creates the lock file (see :func:`.lock.holder`)."""
         return locking.holder(self.lock_path)
 
-    # ------------------------------------------------------------------ meta
-    def set_meta(self, **values: str) -> None:
-        with self._transaction():
-            self._db.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                list(values.items()),
-            )
-
+    # ------------------------------------------------------------------ which distribution and project
     def bind_project(self, *, host: str, project: str) -> str | None:
         """Bind this journal to the Voucherify ``host`` and ``project`` (a digest of the app id) of this run.
 
@@ -224,120 +214,6 @@ class Journal(JournalReports):
         """Record that run ``run_id`` has read its whole segment (its skipped and left reports are complete)."""
         with self._transaction():
             self._db.execute("UPDATE runs SET loaded_at = ? WHERE id = ?", (time.time(), run_id))
-
-    # ------------------------------------------------------------------ loading the segment
-    def load(self, run_id: int, rows: Sequence[tuple[int, RowLabel, str]]) -> LoadResult:
-        """Record one batch of valid segment rows ``(seq, row, identity)`` as members of ``run_id``.
-
-        New identities become ``pending`` members; known ones (from earlier runs) are marked as seen in this run
-        and keep their state and code; an identity seen earlier *in this run* is a duplicate, returned to be
-        reported.  One transaction per batch, set-based: the batch goes to SQLite as one JSON array, inserted in
-        one statement (``ON CONFLICT DO NOTHING RETURNING`` says which identities were new: the first row of each,
-        as SQLite walks the array in order); only the others are looked up (CROSS JOIN makes SQLite walk the array
-        and probe the UNIQUE index), and the returning members' new place is one ``executemany``.  The count of
-        new members is added in the same transaction; the trigger moves those of returning ones.
-        """
-        now = time.time()
-        duplicates: list[tuple[RowLabel, str, RowLabel]] = []
-        returning: list[tuple[int, int, RowLabel, int]] = []
-        with self._transaction():
-            self._db.execute("DELETE FROM meta WHERE key = ?", (_LOADED_EXPORT,))  # the members are changing
-            new = {
-                identity
-                for (identity,) in self._db.execute(
-                    """INSERT INTO members (identity, first_run, seen_run, seen_seq, seen_row, updated_at)
-                       SELECT j.value ->> 0, ?1, ?1, j.value ->> 1, j.value ->> 2, ?2 FROM json_each(?3) AS j WHERE true
-                       ON CONFLICT (identity) DO NOTHING RETURNING identity""",
-                    (run_id, now, json.dumps([(identity, seq, row) for seq, row, identity in rows])),
-                ).fetchall()
-            }
-            added = len(new)
-            others = {identity for _, _, identity in rows if identity not in new}
-            known: dict[str, tuple[int, RowLabel, int]] = {
-                identity: (seen_run, seen_row, member_id)
-                for identity, seen_run, seen_row, member_id in self._db.execute(
-                    """SELECT m.identity, m.seen_run, m.seen_row, m.id
-                       FROM json_each(?) AS j CROSS JOIN members AS m ON m.identity = j.value""",
-                    (json.dumps(sorted(others)),),
-                )
-            } if others else {}
-            for seq, row, identity in rows:
-                if identity in new:  # its first row in the batch: the one inserted
-                    new.discard(identity)
-                    known[identity] = (run_id, row, 0)
-                    continue
-                seen_run, seen_row, member_id = known[identity]
-                if seen_run == run_id:  # already seen in this very run: a duplicate row
-                    duplicates.append((row, identity, seen_row))
-                else:
-                    returning.append((run_id, seq, row, member_id))
-                    known[identity] = (run_id, row, member_id)
-            self._db.executemany("UPDATE members SET seen_run = ?, seen_seq = ?, seen_row = ? WHERE id = ?", returning)
-            if added:
-                self._db.execute(
-                    """INSERT INTO member_counts (seen_run, state, n) VALUES (?, 'pending', ?)
-                       ON CONFLICT (seen_run, state) DO UPDATE SET n = n + excluded.n""",
-                    (run_id, added),
-                )
-        return LoadResult(added, duplicates)
-
-    def already_loaded(self, fingerprint: str) -> LoadedSegment | None:
-        """The segment this journal loaded whole from the export of this ``fingerprint``
-        (:func:`~distributor.journal.fingerprint.export_fingerprint`), if it is the last export loaded and no run
-        has loaded rows since; else ``None`` (the export must be read)."""
-        recorded = _json_object(self.meta(_LOADED_EXPORT))
-        run = recorded.get("run")
-        if recorded.get("fingerprint") != fingerprint or not isinstance(run, int):
-            return None
-        found = self._db.execute("SELECT sum(n) FROM member_counts WHERE seen_run = ?", (run,)).fetchone()[0]
-        members, skipped = int(found or 0), self.skipped_counts(run)
-        return LoadedSegment(run=run, rows=members + sum(skipped.values()), members=members, skipped=skipped)
-
-    def adopt_load(self, run_id: int, loaded: LoadedSegment) -> None:
-        """Run ``run_id``'s segment is ``loaded`` (:meth:`already_loaded`): take it over without touching a member
-        (its members stay marked as seen by ``loaded.run``; the reports follow ``runs.segment_run``), copy its
-        skipped rows and counts, and mark the run loaded.  One transaction."""
-        with self._transaction():
-            self._db.execute(
-                "UPDATE runs SET segment_run = ?, loaded_at = ? WHERE id = ?", (loaded.run, time.time(), run_id)
-            )
-            self._db.execute(
-                """INSERT INTO skipped (run_id, row, value, reason, detail)
-                   SELECT ?, row, value, reason, detail FROM skipped WHERE run_id = ? ORDER BY rowid""",
-                (run_id, loaded.run),
-            )
-            self._db.execute(
-                """INSERT OR REPLACE INTO skipped_counts (run_id, reason, count)
-                   SELECT ?, reason, count FROM skipped_counts WHERE run_id = ?""",
-                (run_id, loaded.run),
-            )
-
-    def record_loaded(self, run_id: int, fingerprint: str) -> None:
-        """Run ``run_id`` has read the export of this ``fingerprint`` whole (and marked itself loaded): a later run
-        given the same file may take its segment over (:meth:`already_loaded`)."""
-        self.set_meta(**{_LOADED_EXPORT: json.dumps({"fingerprint": fingerprint, "run": self.segment_of(run_id)})})
-
-    def record_skipped(self, run_id: int, rows: Iterable[tuple[RowLabel, str, str, str]]) -> None:
-        """Count invalid or duplicate rows ``(row, value, reason, detail)`` of this run's segment, given in file
-        order, and keep the first :data:`SKIPPED_EXAMPLES` of each reason as examples.  One transaction."""
-        with self._transaction():
-            counts = dict(
-                self._db.execute("SELECT reason, count FROM skipped_counts WHERE run_id = ?", (run_id,)).fetchall()
-            )
-            kept: list[tuple[RowLabel, str, str, str]] = []
-            for row in rows:
-                reason = row[2]
-                if counts.get(reason, 0) < SKIPPED_EXAMPLES:
-                    kept.append(row)
-                counts[reason] = counts.get(reason, 0) + 1
-            self._db.executemany(
-                "INSERT INTO skipped (run_id, row, value, reason, detail) VALUES (?, ?, ?, ?, ?)",
-                [(run_id, *row) for row in kept],
-            )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO skipped_counts (run_id, reason, count) VALUES (?, ?, ?)",
-                [(run_id, reason, count) for reason, count in counts.items()],
-            )
 
     # ------------------------------------------------------------------ the work
     def work(self, run_id: int, *, after_seq: int, limit: int, retry_failed: bool = False) -> list[Member]:
@@ -425,144 +301,6 @@ class Journal(JournalReports):
                    WHERE id = ? AND state <> 'done'""",
                 (status, key, message, request_id, time.time(), member_id),
             )
-
-    # ------------------------------------------------------------------ deliver_to = leavers
-    # A leavers distribution loads its segment like any other (every member seen is recorded, new ones as
-    # `pending`), but those members are the *watch list*, not recipients.  A run that completes (exit 0/1) makes its
-    # segment the watch list (`watched_run`, meta `watch_run`); the next run, once it has read its whole segment,
-    # records every watched member absent from it and without a code as owed a code (`owed_run`).  The owed set is
-    # what a run serves and resumes: it is never recomputed from a later export.
-
-    def check_delivery(self, deliver_to: str) -> None:
-        """Refuse (:class:`JournalError`) a journal whose runs delivered to the other audience."""
-        known = self.meta("deliver_to") or (MEMBERS if self.latest_run() is not None else None)
-        if known and known != deliver_to:
-            raise JournalError(
-                f"journal {self.path} belongs to a distribution that delivers to {known}, not {deliver_to}: "
-                f"give --deliver-to {deliver_to} its own --output (or --state)"
-            )
-
-    def mark_leavers(self, run_id: int) -> int:
-        """Run ``run_id`` has read its whole segment: record the watched members absent from it who hold no code as
-        owed one.  Returns how many were newly recorded (0 without a watch list: the first run)."""
-        baseline = self.watch_baseline()
-        if not baseline:
-            return 0
-        with self._transaction():
-            cursor = self._db.execute(
-                """UPDATE members SET owed_run = ?
-                   WHERE watched_run = ? AND seen_run < ? AND owed_run IS NULL AND state <> 'done'""",
-                (run_id, baseline, self.segment_of(run_id)),
-            )
-        return cursor.rowcount
-
-    def record_watch_list(self, run_id: int) -> None:
-        """Run ``run_id`` completed: its segment becomes the watch list the next run is compared with."""
-        with self._transaction():
-            self._db.execute(
-                "UPDATE members SET watched_run = ? WHERE seen_run = ?", (run_id, self.segment_of(run_id))
-            )
-            self._db.execute(
-                "INSERT INTO meta (key, value) VALUES ('watch_run', ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(run_id),),
-            )
-
-    def leaver_work(self, *, after_id: int, limit: int, retry_failed: bool = False) -> list[Member]:
-        """Owed leavers still without a code, in the order they were first seen, after member ``after_id``."""
-        states = (PENDING, SENDING, FAILED) if retry_failed else (PENDING, SENDING)
-        marks = ",".join("?" * len(states))
-        rows = self._db.execute(
-            f"""SELECT id, identity, state, attempts, seen_seq, seen_row FROM members
-                WHERE owed_run IS NOT NULL AND id > ? AND state IN ({marks})
-                ORDER BY id LIMIT ?""",
-            (after_id, *states, limit),
-        ).fetchall()
-        return [Member(*row) for row in rows]
-
-    # ------------------------------------------------------------------ CleverTap push state (h7-clevertap)
-    # A member needs pushing when it holds a code and CleverTap has not confirmed holding that very code.
-    def unpushed(self, *, after_id: int, limit: int) -> list[tuple[int, str, str, float | None]]:
-        """``(member_id, identity, code, expires_at)`` of members holding a code CleverTap has not confirmed."""
-        return [
-            (row[0], row[1], row[2], row[3])
-            for row in self._db.execute(
-                """SELECT m.id, m.identity, m.code, e.expires_at FROM members m
-                   LEFT JOIN pushes p ON p.member_id = m.id LEFT JOIN code_expiry e ON e.member_id = m.id
-                   WHERE m.state = 'done' AND m.id > ?
-                     AND (p.member_id IS NULL OR p.state <> 'pushed' OR p.code <> m.code)
-                   ORDER BY m.id LIMIT ?""",
-                (after_id, limit),
-            )
-        ]
-
-    def mark_pushed(self, items: Iterable[tuple[int, str]], attempts: int) -> None:
-        """CleverTap confirmed holding these ``(member_id, code)``.  Commits."""
-        now = time.time()
-        with self._transaction():
-            self._db.executemany(
-                """INSERT INTO pushes (member_id, code, state, attempts, pushed_at, updated_at)
-                   VALUES (?, ?, 'pushed', ?, ?, ?)
-                   ON CONFLICT (member_id) DO UPDATE SET code = excluded.code, state = 'pushed',
-                       attempts = pushes.attempts + excluded.attempts, error_code = NULL, error_message = NULL,
-                       pushed_at = excluded.pushed_at, updated_at = excluded.updated_at""",
-                [(member_id, code, attempts, now, now) for member_id, code in items],
-            )
-
-    def mark_push_failed(self, items: Iterable[tuple[int, str, int | None, str]], attempts: int) -> None:
-        """CleverTap did not take these ``(member_id, code, error_code, message)`` for good.  Commits."""
-        now = time.time()
-        with self._transaction():
-            self._db.executemany(
-                """INSERT INTO pushes (member_id, code, state, attempts, error_code, error_message, updated_at)
-                   VALUES (?, ?, 'failed', ?, ?, ?, ?)
-                   ON CONFLICT (member_id) DO UPDATE SET code = excluded.code, state = 'failed',
-                       attempts = pushes.attempts + excluded.attempts, error_code = excluded.error_code,
-                       error_message = excluded.error_message, updated_at = excluded.updated_at""",
-                [(member_id, code, attempts, code_, message, now) for member_id, code, code_, message in items],
-            )
-
-    def push_again(self) -> int:
-        """``push --all``: forget what CleverTap confirmed, so every code is sent again.  Commits."""
-        with self._transaction():
-            return self._db.execute("UPDATE pushes SET state = 'again', updated_at = ?", (time.time(),)).rowcount
-
-    # ------------------------------------------------------------------ plumbing
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """One committed transaction.  A storage failure (disk full, read-only, I/O error) raises
-        :class:`StorageError`: what was committed before stays, and a rerun resumes from it."""
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            if (exc.sqlite_errorcode & 0xFF) not in _STORAGE_FAILURES:
-                raise
-            if self._db.in_transaction:
-                with suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
-            raise StorageError(
-                f"cannot write the journal {self.path}: {exc}; what it holds is safe: free space (or make the folder "
-                "writable), then run the same command again to resume"
-            ) from None
-
-
-#: SQLite's primary result codes of a storage failure: BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
-_STORAGE_FAILURES = frozenset({5, 6, 8, 10, 13, 14, 15})
-
-
-def _json_object(text: str | None) -> dict[str, object]:
-    try:
-        value = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
 
 def _host_name(host: str) -> str:
     return "the embedded sandbox (--api-url sandbox)" if host == "sandbox" else host
