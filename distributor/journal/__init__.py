@@ -1,9 +1,11 @@
 """The journal: one distribution's SQLite file, the source of truth of who got which code.
 
-* :mod:`.writer` — :class:`Journal`, opened per process (and locked by a run), and every write: runs, the segment
-  loaded in batches, each call logged before it is sent, each code saved when it arrives;
-* :mod:`.reports` — the read-only queries of ``status``, ``plan``, ``export``, ``verify`` and the run's summary;
-* :mod:`.rows` — the states and typed rows they return;
+* :mod:`.writer` — :class:`Journal`, opened per process (and locked by a run): runs, each call logged before it is
+  sent, each code saved when it arrives; it is made of
+  :mod:`.intake` (the segment loaded in batches, an unchanged export taken over), :mod:`.leavers` (the watch list
+  and the leavers owed a code), :mod:`.pushes` (CleverTap's push state), :mod:`.reports` (the read-only queries of
+  ``status``, ``plan``, ``export``, ``verify`` and the run's summary) and :mod:`.base` (transactions, ``meta``);
+* :mod:`.rows` — the states and typed rows the queries return;
 * :mod:`.schema` — tables, kept counts and migrations; :mod:`.lock` — one process at a time;
 * :mod:`.fingerprint` — telling that an export is the one loaded already, so a rerun does not read it again;
 * :mod:`.pipeline` — a batch written while the next is read.
