@@ -51,7 +51,8 @@ def validated_batches(segment: Segment, size: int) -> Iterator[tuple[int, list[V
 
 
 def _record(journal: Journal, run_id: int, valid: list[Valid], skipped: list[Skipped], counts: Counter[str]) -> None:
-    """One batch into the journal: its members, then its invalid and duplicate rows (in the write-behind thread)."""
+    """h11-journal-perf: one batch into the journal — its members, then its invalid and duplicate rows — in the
+    write-behind thread (the loop's body before)."""
     result = journal.load(run_id, valid)
     skipped += [(row, value, identities.DUPLICATE, f"first at row {first}") for row, value, first in result.duplicates]
     journal.record_skipped(run_id, _in_file_order(skipped))

@@ -15,7 +15,11 @@ changes whenever its content can have changed, for every part, in order:
 * how it is read (``reading``: format, delimiter, identity column and key), so another identity column is another
   segment.
 
-Cost: two ``stat``s and 2 MiB read per part, milliseconds on any export.  A full digest would read the whole file
+The fingerprint is taken before the export is read (the reader opens each part by its path afterwards), and
+recorded only once it has been read whole: a file changed or replaced at any time after that moment has another
+fingerprint at the next run, which then reads it whole.
+
+Cost: one ``fstat`` and 2 MiB read per part, milliseconds on any export.  A full digest would read the whole file
 (seconds per GB) to guard only against a same-size edit of the middle rows that keeps inode, mtime *and* ctime,
 which the kernel does not allow short of changing the clock.
 """

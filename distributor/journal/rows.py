@@ -28,9 +28,6 @@ class Fields:
     def __getitem__(self, name: str) -> object:
         return getattr(self, name)
 
-    def keys(self) -> list[str]:
-        return list(getattr(self, "__dataclass_fields__", {}))
-
 
 def no_states() -> dict[str, int]:
     """A count per member state, all zero."""
