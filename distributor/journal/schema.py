@@ -156,7 +156,8 @@ def prepare(db: sqlite3.Connection, path: object, *, readonly: bool) -> int | No
     if not readonly:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(TABLES + "".join(f"{statement};\n" for statement in PUSH_TABLES))
+        # one transaction: a new journal's tables cost one commit (and a few WAL pages), not one per statement
+        db.executescript("BEGIN;\n" + TABLES + "".join(f"{statement};\n" for statement in PUSH_TABLES) + "COMMIT;")
     try:
         row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     except sqlite3.OperationalError:
@@ -164,8 +165,10 @@ def prepare(db: sqlite3.Connection, path: object, *, readonly: bool) -> int | No
     if row is None:
         if readonly:
             raise JournalError(f"{path} is not a distributor journal")
-        db.executescript(COUNTED)
-        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        db.executescript(
+            f"BEGIN;\n{COUNTED}INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');\n"  # noqa: E501 (one SQL line)
+            "COMMIT;"
+        )
     elif int(row[0]) > SCHEMA_VERSION:
         raise JournalError(f"journal {path} was written by a newer distributor (schema {row[0]}); upgrade distributor")
     elif int(row[0]) < SCHEMA_VERSION and not readonly:

@@ -132,11 +132,6 @@ class Journal(SegmentIntake, LeaverState, PushState):
         locking.release(self._lock_handles)
         self._lock_handles = []
 
-    def holder(self) -> str | None:
-        """Who holds this journal's lock right now (``"pid 123 on host since …"``), or ``None``.  Takes nothing
-        and never creates the lock file (see :func:`.lock.holder`)."""
-        return locking.holder(self.lock_path)
-
     # ------------------------------------------------------------------ which distribution and project
     def bind_project(self, *, host: str, project: str) -> str | None:
         """Bind this journal to the Voucherify ``host`` and ``project`` (a digest of the app id) of this run.
