@@ -1,18 +1,23 @@
-"""How fast, and in how much memory, a huge segment export is read and loaded into the journal.
+"""How fast, and in how much memory, a huge segment export is read and loaded into the journal, how fast a rerun
+given the same export gets going, and how fast ``status`` answers on the journal that makes.
 
 Generates a synthetic CleverTap profile export (gzip CSV, the Export-center columns) in a temporary folder —
 never inside the repository — then measures, each in a fresh subprocess so that its peak RSS is its own:
 
 * ``read``   — ``open_segment(...).batches(size)`` alone, for a few batch sizes: rows/s and peak RSS;
-* ``load``   — what ``Distribution._load`` does: validation + ``Journal.load`` (dedup through the journal's UNIQUE
-  column) + ``Journal.record_skipped``: rows/s, peak RSS, journal size;
-* ``bulk``   — a prototype of a faster ``Journal.load`` (one look-up of the batch's known identities, then one
-  ``executemany`` upsert; see :func:`bulk_load`), on the same rows, to compare.
+* ``floor``  — the floor of issue 13: a streaming reader (``gzip`` + ``csv.reader``, first column) and
+  ``executemany`` into a narrow table with a UNIQUE identity, one transaction per batch, on the same file;
+* ``load``   — what a run does before its first call, through the project's own code: ``load_segment`` (reading,
+  validation, ``Journal.load``, the skipped rows, the fingerprint) then the engine's counts
+  (``state_counts``, ``held_before``): rows/s, peak RSS, journal size and bytes per member;
+* ``resume`` — a second run given the same export, on that journal: ``load_segment`` recognises it and takes the
+  loaded segment over, then the same counts: seconds to the point the first call would be sent;
+* ``status`` — ``distributor status``'s ``read_status`` on that journal.
 
 Usage::
 
     .venv/bin/python benchmarks/segment_read.py                       # 10,000,000 rows (several minutes)
-    .venv/bin/python benchmarks/segment_read.py --rows 200000         # a quick look
+    .venv/bin/python benchmarks/segment_read.py --rows 1000000        # a quicker look
     .venv/bin/python benchmarks/segment_read.py --file /tmp/x.csv.gz  # reuse an export made earlier (--keep)
 
 Figures are printed as a table; nothing is written beside the repository.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
+import io
 import json
 import random
 import resource
@@ -89,6 +95,12 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
 
 
 # ====================================================================== measurements (each in its own process)
+def cpu_seconds() -> float:
+    """CPU time this process has used so far (user + system, all threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident set size, in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -106,101 +118,102 @@ def measure_read(path: Path, size: int) -> dict[str, float]:
     return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "peak_rss_mib": peak_rss_mib()}
 
 
-def _validated_batches(path: Path, size: int):
-    """``(rows, valid, skipped)`` per batch, exactly as a run builds them before ``Journal.load``."""
-    from distributor.segment import open_segment
-    from distributor.segment.loading import validated_batches
-
-    return validated_batches(open_segment(path), size)
-
-
-def open_journal(journal_path: Path, cache_mib: int):
-    """The journal as ``Journal.open`` makes it; ``cache_mib`` > 0 sets SQLite's page cache (default: 2 MiB)."""
-    from distributor.journal import Journal
-
-    journal = Journal.open(journal_path)
-    if cache_mib:
-        journal._db.execute(f"PRAGMA cache_size = -{cache_mib * 1024}")
-    return journal
-
-
-def measure_load(path: Path, size: int, journal_path: Path, cache_mib: int) -> dict[str, float]:
-    """What a run does before its first call: validation, ``Journal.load``, the skipped-rows report."""
-    return _measure(path, size, journal_path, cache_mib, lambda journal, run_id, valid: journal.load(run_id, valid).duplicates)
-
-
-def measure_bulk(path: Path, size: int, journal_path: Path, cache_mib: int) -> dict[str, float]:
-    """The proposed ``Journal.load``: same schema, same results, two statements per batch instead of per row."""
-    # the prototype works on the journal's own connection and schema
-    return _measure(path, size, journal_path, cache_mib, lambda journal, run_id, valid: bulk_load(journal._db, run_id, valid)[1])
-
-
-def _measure(path: Path, size: int, journal_path: Path, cache_mib: int, load) -> dict[str, float]:
-    """Load ``path`` with ``load(journal, run_id, valid) -> duplicates``, timing the loader apart from the rest."""
-    from distributor.segment import identities
-
-    journal = open_journal(journal_path, cache_mib)
-    run_id = journal.start_run(str(path))
-    rows = duplicates = 0
-    in_load = 0.0
+def measure_floor(path: Path, size: int, journal_path: Path) -> dict[str, float]:
+    """A streaming reader plus ``executemany`` into a narrow table with a UNIQUE identity: what any loader of
+    this file into SQLite costs at least."""
+    db = sqlite3.connect(journal_path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE members (id INTEGER PRIMARY KEY, identity TEXT NOT NULL UNIQUE)")
     started = time.perf_counter()
-    for count, valid, skipped in _validated_batches(path, size):
-        rows += count
-        before = time.perf_counter()
-        found = load(journal, run_id, valid)
-        in_load += time.perf_counter() - before
-        duplicates += len(found)
-        skipped += [(r, v, identities.DUPLICATE, f"first at row {f}") for r, v, f in found]
-        journal.record_skipped(run_id, skipped)
+    rows = 0
+    with gzip.open(path, "rb") as raw:
+        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
+        next(reader)
+        batch: list[tuple[str]] = []
+        for record in reader:
+            rows += 1
+            batch.append((record[0],))
+            if len(batch) >= size:
+                _floor_batch(db, batch)
+                batch = []
+        _floor_batch(db, batch)
     seconds = time.perf_counter() - started
-    members = sum(journal.state_counts(run_id).values())
-    journal.close()
-    return {
-        "rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "journal_load_seconds": in_load,
-        "members": members, "duplicates": duplicates, "peak_rss_mib": peak_rss_mib(),
-        "journal_mib": _size_mib(journal_path),
-    }
+    members = db.execute("SELECT count(*) FROM members").fetchone()[0]
+    db.close()
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "members": members,
+            "cpu_seconds": cpu_seconds(), "peak_rss_mib": peak_rss_mib(), "journal_mib": _size_mib(journal_path)}
 
 
-def bulk_load(db: sqlite3.Connection, run_id: int, rows: list[tuple[int, int, str]]) -> tuple[int, list[tuple[int, str, int]]]:
-    """One batch, with ``Journal.load``'s results: ``(added, duplicates as (row, identity, first_row))``.
-
-    Two statements per batch instead of one or two per row: one look-up of the batch's identities that are already
-    members (the batch passed as one JSON array; CROSS JOIN makes SQLite walk the array and probe the UNIQUE
-    index, not the other way round), then one ``executemany`` upsert of each identity's first row.  A duplicate is
-    a row whose identity was seen earlier in this run: in an earlier batch (the look-up says so) or earlier in
-    this batch (a dict says so).
-    """
-    now = time.time()
-    db.execute("BEGIN IMMEDIATE")
-    known = {
-        identity: (seen_run, seen_row)
-        for identity, seen_run, seen_row in db.execute(
-            """SELECT m.identity, m.seen_run, m.seen_row
-               FROM json_each(?) AS j CROSS JOIN members AS m ON m.identity = j.value""",
-            (json.dumps([identity for _, _, identity in rows]),),
-        )
-    }
-    added = 0
-    first_rows: list[tuple[str, int, int, int, int, float]] = []
-    duplicates: list[tuple[int, str, int]] = []
-    for seq, row, identity in rows:
-        seen_run, seen_row = known.get(identity, (None, 0))
-        if seen_run == run_id:
-            duplicates.append((row, identity, seen_row))
-            continue
-        added += seen_run is None
-        known[identity] = (run_id, row)
-        first_rows.append((identity, run_id, run_id, seq, row, now))
-    db.executemany(
-        """INSERT INTO members (identity, first_run, seen_run, seen_seq, seen_row, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-           ON CONFLICT (identity) DO UPDATE
-           SET seen_run = excluded.seen_run, seen_seq = excluded.seen_seq, seen_row = excluded.seen_row
-           WHERE members.seen_run <> excluded.seen_run""",
-        first_rows,
-    )
+def _floor_batch(db: sqlite3.Connection, batch: list[tuple[str]]) -> None:
+    db.execute("BEGIN")
+    db.executemany("INSERT OR IGNORE INTO members (identity) VALUES (?)", batch)
     db.execute("COMMIT")
-    return added, duplicates
+
+
+def measure_load(path: Path, size: int, journal_path: Path) -> dict[str, float]:
+    """A run's load, through the project's code: ``load_segment`` then the counts the engine asks for."""
+    from distributor.journal import Journal
+    from distributor.segment.loading import load_segment
+    from distributor.segment import open_segment
+
+    with Journal.open(journal_path) as journal:
+        run_id = journal.start_run(str(path))
+        started = time.perf_counter()
+        loaded = load_segment(journal, run_id, open_segment(path), batch_size=size)
+        read = time.perf_counter() - started
+        counts = journal.state_counts(run_id)
+        held = journal.held_before(run_id)
+        seconds = time.perf_counter() - started
+    assert loaded is not None
+    size_mib = _size_mib(journal_path)
+    return {
+        "rows": loaded.rows, "seconds": seconds, "load_seconds": read, "counts_seconds": seconds - read,
+        "rows_per_s": loaded.rows / seconds, "members": loaded.members, "pending": counts["pending"], "held": held,
+        "duplicates": loaded.skipped["duplicate"], "peak_rss_mib": peak_rss_mib(), "journal_mib": size_mib,
+        "cpu_seconds": cpu_seconds(),
+        "bytes_per_member": size_mib * 2**20 / max(1, loaded.members), "tables": _table_sizes(journal_path),
+    }
+
+
+def measure_resume(path: Path, size: int, journal_path: Path) -> dict[str, float]:
+    """A second run given the same export: what it does before its first call, journal side."""
+    from distributor.journal import Journal
+    from distributor.segment.loading import load_segment
+    from distributor.segment import open_segment
+
+    started = time.perf_counter()
+    with Journal.open(journal_path, lock=True) as journal:
+        run_id = journal.start_run(str(path))
+        loaded = load_segment(journal, run_id, open_segment(path), batch_size=size)
+        counts = journal.state_counts(run_id)
+        journal.held_before(run_id)
+        journal.work(run_id, after_seq=0, limit=256)  # the first batch of work
+        seconds = time.perf_counter() - started
+        taken_over = journal.runs()[-1].segment_run is not None
+    assert loaded is not None
+    return {"seconds": seconds, "members": loaded.members, "pending": counts["pending"], "taken_over": taken_over,
+            "peak_rss_mib": peak_rss_mib()}
+
+
+def measure_status(journal_path: Path) -> dict[str, float]:
+    from distributor.status import read_status
+
+    started = time.perf_counter()
+    status = read_status(journal_path)
+    return {"seconds": time.perf_counter() - started, "members": sum(status.members.values())}
+
+
+def _table_sizes(journal_path: Path) -> dict[str, float]:
+    """MiB per table and index (SQLite's dbstat, when compiled in)."""
+    db = sqlite3.connect(journal_path)
+    try:
+        rows = db.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC").fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        db.close()
+    return {name: size / 2**20 for name, size in rows if size > 2**20}
 
 
 def _size_mib(path: Path) -> float:
@@ -213,13 +226,15 @@ def child(argv: list[str]) -> None:
     kind, path, size = argv[0], Path(argv[1]), int(argv[2])
     if kind == "read":
         result = measure_read(path, size)
+    elif kind == "status":
+        result = measure_status(Path(argv[3]))
     else:
-        journal, cache_mib = Path(argv[3]), int(argv[4])
-        result = (measure_load if kind == "load" else measure_bulk)(path, size, journal, cache_mib)
+        measure = {"floor": measure_floor, "load": measure_load, "resume": measure_resume}[kind]
+        result = measure(path, size, Path(argv[3]))
     print(json.dumps(result))
 
 
-def run_child(*args: str) -> dict[str, float]:
+def run_child(*args: str) -> dict:
     done = subprocess.run(
         [sys.executable, __file__, "--child", *args], check=True, capture_output=True, text=True
     )
@@ -231,10 +246,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000, help="rows of the synthetic export")
     parser.add_argument("--file", type=Path, help="an export made earlier (skips generating)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and say where")
-    parser.add_argument("--read-sizes", default="5000,20000,100000", help="batch sizes to read with")
+    parser.add_argument("--read-sizes", default="20000", help="batch sizes to read with (comma-separated)")
     parser.add_argument("--load-size", type=int, default=20_000, help="batch size of the load (the engine's)")
-    parser.add_argument("--only", default="read,load,bulk", help="which measurements: read, load, bulk")
-    parser.add_argument("--cache-mib", type=int, default=0, help="SQLite page cache of the journal while loading")
+    parser.add_argument("--only", default="read,floor,load,resume,status", help="which measurements")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="segment-bench-"))
@@ -247,24 +261,39 @@ def main() -> None:
             print(f"generated {args.rows:,} rows in {time.perf_counter() - started:.1f}s: "
                   f"{path} ({path.stat().st_size / 2**20:.0f} MiB gzip)", flush=True)
         only = set(args.only.split(","))
-        for size in [int(s) for s in args.read_sizes.split(",")] if "read" in only else []:
-            r = run_child("read", str(path), str(size))
-            print(f"read   batch {size:>7,}: {r['rows']:,} rows in {r['seconds']:.1f}s = {r['rows_per_s']:,.0f} rows/s, "
+        size = str(args.load_size)
+        for batch in [int(s) for s in args.read_sizes.split(",")] if "read" in only else []:
+            r = run_child("read", str(path), str(batch))
+            print(f"read    batch {batch:>7,}: {r['rows']:,} rows in {r['seconds']:.1f}s = {r['rows_per_s']:,.0f} rows/s, "
                   f"peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
-        for kind in [k for k in ("load", "bulk") if k in only]:
-            journal = work / f"{kind}.journal.sqlite"
-            r = run_child(kind, str(path), str(args.load_size), str(journal), str(args.cache_mib))
-            label = ("load  " if kind == "load" else "bulk* ") + (f"cache {args.cache_mib} MiB" if args.cache_mib else "")
-            print(f"{label} batch {args.load_size:>7,}: {r['rows']:,} rows in {r['seconds']:.1f}s = "
-                  f"{r['rows_per_s']:,.0f} rows/s (Journal.load {r['journal_load_seconds']:.1f}s), "
+        floor = None
+        if "floor" in only:
+            floor = run_child("floor", str(path), size, str(work / "floor.sqlite"))
+            print(f"floor   batch {args.load_size:>7,}: {floor['rows']:,} rows in {floor['seconds']:.1f}s = "
+                  f"{floor['rows_per_s']:,.0f} rows/s, CPU {floor['cpu_seconds']:.1f}s, {floor['members']:,} distinct, peak RSS "
+                  f"{floor['peak_rss_mib']:.0f} MiB, table {floor['journal_mib']:.0f} MiB", flush=True)
+        journal = work / "journal.sqlite"
+        if "load" in only:
+            r = run_child("load", str(path), size, str(journal))
+            ratio = f" = {r['seconds'] / floor['seconds']:.2f}x the floor" if floor else ""
+            print(f"load    batch {args.load_size:>7,}: {r['rows']:,} rows in {r['seconds']:.1f}s{ratio} "
+                  f"({r['rows_per_s']:,.0f} rows/s, CPU {r['cpu_seconds']:.1f}s; counts after it {r['counts_seconds']:.3f}s), "
                   f"{r['members']:,} members, {r['duplicates']:,} duplicates, peak RSS {r['peak_rss_mib']:.0f} MiB, "
-                  f"journal {r['journal_mib']:.0f} MiB", flush=True)
-            if kind == "load":
-                hours = r["members"] / PUBLISH_PER_MINUTE / 60
-                print(f"       publishing {r['members']:,} members at {PUBLISH_PER_MINUTE:,}/min takes {hours:.1f} h; "
-                      f"loading first delays the first call by {r['seconds']:.0f}s "
-                      f"({100 * r['seconds'] / (hours * 3600):.2f} % of the run)", flush=True)
-        print("* bulk: the proposed set-based Journal.load (see bulk_load)")
+                  f"journal {r['journal_mib']:.0f} MiB = {r['bytes_per_member']:.0f} bytes/member", flush=True)
+            print("        journal by table/index (MiB): "
+                  + ", ".join(f"{name} {mib:.0f}" for name, mib in r["tables"].items()), flush=True)
+            hours = r["members"] / PUBLISH_PER_MINUTE / 60
+            print(f"        publishing {r['members']:,} members at {PUBLISH_PER_MINUTE:,}/min takes {hours:.1f} h; "
+                  f"loading first delays the first call by {r['seconds']:.0f}s "
+                  f"({100 * r['seconds'] / (hours * 3600):.2f} % of the run)", flush=True)
+        if "resume" in only and journal.exists():
+            r = run_child("resume", str(path), size, str(journal))
+            print(f"resume  same export: first call after {r['seconds']:.2f}s "
+                  f"({'taken over' if r['taken_over'] else 'READ AGAIN'}; {r['pending']:,} to publish), "
+                  f"peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
+        if "status" in only and journal.exists():
+            r = run_child("status", str(path), size, str(journal))
+            print(f"status  on {r['members']:,} members: {r['seconds']:.3f}s", flush=True)
     finally:
         if args.keep:
             print(f"kept {work}")

@@ -80,14 +80,14 @@ def export_calls(config: JobConfig, journal: Journal) -> tuple[Path, int]:
             ["at", "run", key, "kind", "endpoint", "outcome", "http_status", "request_id"],
             (
                 (
-                    datetime.fromtimestamp(call["at"], UTC).isoformat(timespec="milliseconds"),
-                    call["run_id"],
-                    call["identity"] or "",
-                    call["kind"],
-                    CALL_ENDPOINTS.get(call["kind"], call["kind"]),
-                    call["outcome"] or UNKNOWN_OUTCOME,
-                    call["status"],
-                    call["request_id"] or "",
+                    datetime.fromtimestamp(call.at, UTC).isoformat(timespec="milliseconds"),
+                    call.run_id,
+                    call.identity or "",
+                    call.kind,
+                    CALL_ENDPOINTS.get(call.kind, call.kind),
+                    call.outcome or UNKNOWN_OUTCOME,
+                    call.status,
+                    call.request_id or "",
                 )
                 for call in journal.call_records()
             ),
@@ -169,7 +169,7 @@ def export_journal(config: JobConfig, journal: Journal, *, property_name: str | 
         if loaded is None or latest is None:
             raise JournalError(f"journal {journal.path} holds no run yet: nothing to export")
         outputs.remove_stale_temporaries(config.output)
-        return export_files(config, journal, run_id=int(loaded["id"]), delta_run=int(latest["id"]), key=key)
+        return export_files(config, journal, run_id=loaded.id, delta_run=latest.id, key=key)
 
 
 def _write_delta(
@@ -186,17 +186,17 @@ def _write_delta(
 def _write_left(path: Path, journal: Journal, run_id: int, *, key: str, tally: _Tally) -> int:
     """``<key>,code,state,last_seen_run,last_seen_at``: who left the segment, the code they keep (if any), and
     when a segment last held them."""
-    members = tally.watch(journal.left_members(run_id), lambda member: str(member["identity"]))
+    members = tally.watch(journal.left_members(run_id), lambda member: member.identity)
     return outputs.write_report(
         path,
         [key, "code", "state", "last_seen_run", "last_seen_at"],
         (
             (
-                member["identity"],
-                member["code"] or "",
-                member["state"],
-                int(member["seen_run"]),
-                "" if member["seen_at"] is None else _iso(member["seen_at"]),
+                member.identity,
+                member.code or "",
+                member.state,
+                member.seen_run,
+                "" if member.seen_at is None else _iso(member.seen_at),
             )
             for member in members
         ),

@@ -7,9 +7,7 @@ is written: not the journal, not its lock file.  Whether a run is in progress is
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +16,7 @@ from typing import Any
 
 from .config import LEAVERS, MEMBERS
 from .errors import JournalError
-from .journal import DONE, FAILED, PENDING, SENDING, Failure, Journal
+from .journal import DONE, FAILED, PENDING, SENDING, Failure, Journal, RecentFailure, Run, lock_holder
 
 #: Seconds of history the recent rate and the ETA are measured over.
 DEFAULT_WINDOW = 300.0
@@ -194,26 +192,9 @@ def run_in_progress(journal: Journal) -> str | None:
     Never creates the lock file.
     """
     latest = journal.latest_run()
-    if latest is None or latest["ended_at"] is not None:
+    if latest is None or latest.ended_at is not None:
         return None
     return lock_holder(journal.lock_path)
-
-
-def lock_holder(lock_path: Path) -> str | None:
-    """The holder's note in ``lock_path`` while its ``flock`` is held, else ``None``."""
-    try:
-        handle = os.open(lock_path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return os.pread(handle, 200, 0).decode(errors="replace").strip() or "another process"
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(handle)
 
 
 def _state(run: RunInfo | None, running: bool) -> str:
@@ -226,36 +207,36 @@ def _state(run: RunInfo | None, running: bool) -> str:
     return "finished" if run.exit_code in (0, 1) else "stopped"
 
 
-def _run_info(row: Any) -> RunInfo:
+def _run_info(row: Run) -> RunInfo:
     message = None
-    if row["summary"]:
+    if row.summary:
         try:
-            summary = json.loads(row["summary"])
+            summary = json.loads(row.summary)
         except ValueError:
             summary = {}
         message = summary.get("message") if isinstance(summary, dict) else None
     return RunInfo(
-        id=int(row["id"]),
-        started_at=_iso(row["started_at"]),
-        ended_at=_iso(row["ended_at"]) if row["ended_at"] is not None else None,
-        pid=int(row["pid"]),
-        segment=row["segment"],
-        exit_code=row["exit_code"],
-        reason=row["reason"],
+        id=row.id,
+        started_at=_iso(row.started_at),
+        ended_at=_iso(row.ended_at) if row.ended_at is not None else None,
+        pid=row.pid,
+        segment=row.segment,
+        exit_code=row.exit_code,
+        reason=row.reason,
         message=message,
     )
 
 
-def _error_info(row: Any) -> ErrorInfo:
+def _error_info(row: RecentFailure) -> ErrorInfo:
     return ErrorInfo(
-        identity=row["identity"],
-        row=int(row["row"]),
-        status=row["status"],
-        key=row["key"],
-        message=row["message"],
-        request_id=row["request_id"],
-        attempts=int(row["attempts"]),
-        at=_iso(row["at"]),
+        identity=row.identity,
+        row=int(row.row),
+        status=row.status,
+        key=row.key,
+        message=row.message,
+        request_id=row.request_id,
+        attempts=row.attempts,
+        at=_iso(row.at),
     )
 
 

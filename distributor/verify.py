@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import random
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from .errors import (
     JournalLocked,
     StopRun,
 )
-from .journal import DONE, Journal
+from .journal import DONE, Journal, MemberRecord
 from .pacing.retry import Action, backoff, decide
 from .pacing.throttle import Throttle
 from .status import no_journal, run_in_progress
@@ -136,13 +135,13 @@ class Audit:
         return f"all {checked} checked members match Voucherify"
 
 
-def publication_key(distribution: str, key_campaign: str, member: sqlite3.Row) -> str:
+def publication_key(distribution: str, key_campaign: str, member: MemberRecord) -> str:
     """The key a member's publication was made under: the one the journal stored with the member's first call
     (older journals' members keep their pre-campaign key), else the one a run would use now."""
-    stored = member["source_id"]
+    stored = member.source_id
     if stored:
         return str(stored)
-    return publication_source_id(distribution, key_campaign, str(member["identity"]))
+    return publication_source_id(distribution, key_campaign, member.identity)
 
 
 def verify(
@@ -191,7 +190,7 @@ def verify(
 
 def _choose(
     config: JobConfig, journal: Journal, sample: int | None, seed: int | None
-) -> tuple[list[tuple[str, sqlite3.Row]], AuditCost]:
+) -> tuple[list[tuple[str, MemberRecord]], AuditCost]:
     """The members to check, each with its publication key, and what the audit costs."""
     distribution = journal.meta("distribution") or ""
     population = journal.published_member_ids()
@@ -228,7 +227,7 @@ def _campaign_names(journal: Journal) -> frozenset[str]:
 async def _check_all(
     config: JobConfig,
     target: Target,
-    members: Sequence[tuple[str, sqlite3.Row]],
+    members: Sequence[tuple[str, MemberRecord]],
     campaigns: frozenset[str],
     history: Sequence[float],
     audit: Audit,
@@ -316,18 +315,18 @@ async def _check_one(
     client: VoucherifyClient,
     throttle: Throttle,
     key: str,
-    member: sqlite3.Row,
+    member: MemberRecord,
     campaigns: frozenset[str],
     audit: Audit,
     profile_check: ProfileCheck | None,
 ) -> None:
     found = await _look_up(config, client, throttle, key, audit)
     if found is _NO_ANSWER:
-        audit.unchecked.append(str(member["identity"]))
+        audit.unchecked.append(member.identity)
         return
     mismatch = compare(member, found if isinstance(found, Publication) else None, campaigns)
-    if mismatch is None and profile_check is not None and member["state"] == DONE:
-        mismatch = await profile_check(str(member["identity"]), str(member["code"]))
+    if mismatch is None and profile_check is not None and member.state == DONE:
+        mismatch = await profile_check(member.identity, str(member.code))
     if mismatch is None:
         audit.matched += 1
     else:
@@ -355,16 +354,16 @@ async def _look_up(
     return _NO_ANSWER
 
 
-def compare(member: sqlite3.Row, found: Publication | None, campaigns: frozenset[str]) -> Mismatch | None:
+def compare(member: MemberRecord, found: Publication | None, campaigns: frozenset[str]) -> Mismatch | None:
     """How the journal's ``member`` and the publication Voucherify holds under its key differ, if they do
     (``campaigns``: the journal's campaign, by name and id)."""
-    identity, code = str(member["identity"]), member["code"] if member["state"] == DONE else None
+    identity, code = member.identity, member.code if member.state == DONE else None
     if code is None:
         if found is None:
             return None  # no code in the journal, none in Voucherify: consistent
         return Mismatch(
             identity, None, found.code, UNRECORDED,
-            f"Voucherify holds a code the journal does not (journal: {member['state']}): the customer may not know "
+            f"Voucherify holds a code the journal does not (journal: {member.state}): the customer may not know "
             "it; a rerun (--retry-failed for a failed member) records it",
         )
     if found is None:

@@ -290,7 +290,7 @@ class Distribution:
                 exported = Exported(files={}, codes=0, errors=0, skipped=0, delta_run=run_id)
             else:
                 exported = export_files(
-                    config, journal, run_id=int(loaded["id"]) if loaded else run_id, delta_run=run_id,
+                    config, journal, run_id=loaded.id if loaded else run_id, delta_run=run_id,
                     key=segment.key,
                 )
                 files = {**exported.files, "summary": config.layout.summary, "journal": journal.path}

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
-from ..journal import Journal
+from ..journal import Journal, WriteBehind, export_fingerprint
 from . import identities
 from .reader import RowLabel, Segment, refuse_unusable
 
@@ -50,6 +51,15 @@ def validated_batches(segment: Segment, size: int) -> Iterator[tuple[int, list[V
         yield len(batch), valid, skipped
 
 
+def _record(journal: Journal, run_id: int, valid: list[Valid], skipped: list[Skipped], counts: Counter[str]) -> None:
+    """h11-journal-perf: one batch into the journal — its members, then its invalid and duplicate rows — in the
+    write-behind thread (the loop's body before)."""
+    result = journal.load(run_id, valid)
+    skipped += [(row, value, identities.DUPLICATE, f"first at row {first}") for row, value, first in result.duplicates]
+    journal.record_skipped(run_id, _in_file_order(skipped))
+    counts.update(reason for _, _, reason, _ in skipped)
+
+
 def _in_file_order(skipped: list[Skipped]) -> list[Skipped]:
     """The batch's invalid and duplicate rows merged back into file order (a batch never spans two parts)."""
     return sorted(skipped, key=lambda row: _row_number(row[0]))
@@ -73,18 +83,33 @@ def load_segment(
     :class:`~distributor.errors.InputError` for a file that cannot be read exactly, has no rows, or has no usable
     identity.
     """
+    # h11-journal-perf (issue 13.1): the export this journal loaded whole last is taken over, not read again
+    fingerprint = _fingerprint(segment)
+    known = journal.already_loaded(fingerprint) if fingerprint else None
+    if known is not None:
+        journal.adopt_load(run_id, known)
+        return Loaded(rows=known.rows, members=known.members, skipped=Counter(known.skipped))
+    # end h11-journal-perf
     loaded = Loaded()
-    for rows, valid, skipped in validated_batches(segment, batch_size):
-        if interrupted():
-            return None
-        loaded.rows += rows
-        result = journal.load(run_id, valid)
-        skipped += [
-            (row, value, identities.DUPLICATE, f"first at row {first}") for row, value, first in result.duplicates
-        ]
-        journal.record_skipped(run_id, _in_file_order(skipped))
-        loaded.skipped.update(reason for _, _, reason, _ in skipped)
+    with WriteBehind() as writes:  # h11-journal-perf (13.2): a batch is written while the next is read
+        for rows, valid, skipped in validated_batches(segment, batch_size):
+            if interrupted():
+                return None
+            loaded.rows += rows
+            writes.submit(partial(_record, journal, run_id, valid, skipped, loaded.skipped))
     loaded.members = sum(journal.state_counts(run_id).values())
     refuse_unusable(segment, rows=loaded.rows, members=loaded.members, skipped=loaded.skipped)
     journal.mark_loaded(run_id)
+    if fingerprint:  # h11-journal-perf: a rerun given this same export takes this segment over
+        journal.record_loaded(run_id, fingerprint)
     return loaded
+
+
+def _fingerprint(segment: Segment) -> str | None:
+    """h11-journal-perf: the export's fingerprint (:func:`~distributor.journal.export_fingerprint`) with how it is
+    read; ``None`` when a part cannot be looked at (the export is then read, and says why it cannot be)."""
+    reading = f"{segment.format}|{segment.delimiter}|{segment.id_column}|{segment.key}"
+    try:
+        return export_fingerprint([part.path for part in segment.parts], reading=reading)
+    except OSError:
+        return None
