@@ -154,8 +154,8 @@ def _floor_batch(db: sqlite3.Connection, batch: list[tuple[str]]) -> None:
 def measure_load(path: Path, size: int, journal_path: Path) -> dict[str, float]:
     """A run's load, through the project's code: ``load_segment`` then the counts the engine asks for."""
     from distributor.journal import Journal
-    from distributor.segment.loading import load_segment
     from distributor.segment import open_segment
+    from distributor.segment.loading import load_segment
 
     with Journal.open(journal_path) as journal:
         run_id = journal.start_run(str(path))
@@ -179,8 +179,8 @@ def measure_load(path: Path, size: int, journal_path: Path) -> dict[str, float]:
 def measure_resume(path: Path, size: int, journal_path: Path) -> dict[str, float]:
     """A second run given the same export: what it does before its first call, journal side."""
     from distributor.journal import Journal
-    from distributor.segment.loading import load_segment
     from distributor.segment import open_segment
+    from distributor.segment.loading import load_segment
 
     started = time.perf_counter()
     with Journal.open(journal_path, lock=True) as journal:

@@ -10,8 +10,8 @@ import pytest
 from conftest import make_config, read_codes, run, write_segment
 
 from distributor.journal import Journal, export_fingerprint
-from distributor.loading import load_segment
 from distributor.segment import open_segment
+from distributor.segment.loading import load_segment
 
 PEOPLE = [f"cust-{n:03d}" for n in range(40)]
 
