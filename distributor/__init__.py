@@ -7,7 +7,8 @@ The library core; ``distributor.cli`` is a thin command-line skin over it::
 """
 
 from ._version import __version__
-from .config import Credentials, JobConfig
+from .config import JobConfig
+from .credentials import Credentials
 from .errors import (
     ConfigError,
     DistributorError,

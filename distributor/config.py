@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .clevertap import CleverTapCredentials, resolve_url
+from .credentials import ENV_APP_ID, ENV_APP_TOKEN, LOOPBACK_HOSTS, CleverTapCredentials, Credentials, resolve_url
 from .errors import ConfigError
 from .layout import Layout
 from .units import Rate, parse_duration
@@ -35,32 +35,8 @@ MEMBERS = "members"
 LEAVERS = "leavers"
 DELIVERIES = (MEMBERS, LEAVERS)
 
-ENV_APP_ID = "VOUCHERIFY_APP_ID"
-ENV_APP_TOKEN = "VOUCHERIFY_APP_TOKEN"
 
 _PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\- ]*$")
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """Voucherify server-side keys.  The token is never shown: not in ``repr``, logs or files."""
-
-    app_id: str
-    app_token: str = field(repr=False)
-
-    def __repr__(self) -> str:
-        return f"Credentials(app_id={self.app_id!r}, app_token='***')"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Credentials | None:
-        app_id, token = env.get(ENV_APP_ID, "").strip(), env.get(ENV_APP_TOKEN, "").strip()
-        if not app_id and not token:
-            return None
-        if not app_id or not token:
-            missing = ENV_APP_ID if not app_id else ENV_APP_TOKEN
-            raise ConfigError(f"{missing} is not set: both {ENV_APP_ID} and {ENV_APP_TOKEN} are needed")
-        return cls(app_id, token)
 
 
 class SegmentPaths(tuple[Path, ...]):
@@ -249,7 +225,7 @@ class JobConfig:
             parts = urlsplit(self.api_url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ConfigError(f"api_url {self.api_url!r} is not a URL (e.g. {DEFAULT_API_URL}) nor 'sandbox'")
-            if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
+            if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
                 raise ConfigError(
                     f"api_url {self.api_url!r} is plain http: the app token would travel unencrypted; use https"
                 )
@@ -364,7 +340,7 @@ def is_rehearsal(url_or_host: str) -> bool:
     """``sandbox`` (the embedded stand-in) or a loopback URL (``distributor sandbox``): nothing there is real."""
     if url_or_host == SANDBOX:
         return True
-    return urlsplit(url_or_host).hostname in _LOOPBACK_HOSTS
+    return urlsplit(url_or_host).hostname in LOOPBACK_HOSTS
 
 
 def normalise_api_url(url: str) -> str:

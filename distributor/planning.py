@@ -28,7 +28,8 @@ from typing import Any
 import anyio
 import httpx
 
-from .config import Credentials, JobConfig, refuse_stand_in_codes_for_real_profiles
+from .config import JobConfig, refuse_stand_in_codes_for_real_profiles
+from .credentials import Credentials
 from .errors import EXIT_OK, EXIT_STOPPED, StopRun
 from .journal import DONE, FAILED, PENDING, SENDING, Journal
 from .pacing.retry import Action, decide

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .config import SANDBOX, Credentials, JobConfig
+from .config import SANDBOX, JobConfig
+from .credentials import Credentials
 from .errors import ConfigError
 
 if TYPE_CHECKING:

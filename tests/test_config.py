@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from distributor.config import Credentials, JobConfig, publication_source_id
+from distributor.config import JobConfig, publication_source_id
+from distributor.credentials import Credentials
 from distributor.errors import ConfigError
 from distributor.units import Rate, format_duration, parse_duration
 

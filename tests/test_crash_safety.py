@@ -73,7 +73,7 @@ def seed(config: JobConfig, server, points: dict[str, str]) -> None:
 
 
 def config_credentials():
-    from distributor.config import Credentials
+    from distributor.credentials import Credentials
 
     return Credentials(SANDBOX_ENV["VOUCHERIFY_APP_ID"], SANDBOX_ENV["VOUCHERIFY_APP_TOKEN"])
 

@@ -16,7 +16,7 @@ import pytest
 from misbehaving import MisbehavingServer, endless, huge, reply, trickle
 
 from distributor.clevertap import CleverTapClient, CleverTapCredentials, CleverTapTransient
-from distributor.config import Credentials
+from distributor.credentials import Credentials
 from distributor.voucherify import ApiError, TransportError, VoucherifyClient
 
 TOKEN = "tok-echoed-secret-42"

@@ -178,7 +178,7 @@ def _publish_directly(server: Any, identity: str, source_id: str) -> str:
     import anyio
     from conftest import SANDBOX_ENV
 
-    from distributor.config import Credentials
+    from distributor.credentials import Credentials
     from distributor.voucherify import VoucherifyClient
 
     async def main() -> str:

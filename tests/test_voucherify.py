@@ -10,7 +10,7 @@ import httpx
 import pytest
 from contracts import PUBLICATIONS, check
 
-from distributor.config import Credentials
+from distributor.credentials import Credentials
 from distributor.sandbox import DEMO_APP_ID, DEMO_APP_TOKEN
 from distributor.units import Rate
 from distributor.voucherify import ApiError, RateLimitHeaders, TransportError, VoucherifyClient

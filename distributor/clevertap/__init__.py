@@ -2,22 +2,24 @@
 imported as ``distributor.clevertap.audience``: it pages through the run's own connection, so it is not loaded
 with the client)."""
 
-from .client import (
+from ..credentials import (
     ENV_ACCOUNT_ID,
     ENV_PASSCODE,
     REGIONS,
     SANDBOX,
+    CleverTapCredentials,
+    describe_target,
+    resolve_url,
+)
+from .client import (
     TRANSIENT_RECORD_CODES,
     CleverTapAuthError,
     CleverTapClient,
-    CleverTapCredentials,
     CleverTapError,
     CleverTapRefused,
     CleverTapTransient,
     RecordError,
     UploadOutcome,
-    describe_target,
-    resolve_url,
 )
 
 __all__ = [

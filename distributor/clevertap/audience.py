@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .. import outputs
+from ..credentials import describe_target
 from ..errors import ConfigError, StopRun
 from ..pacing.retry import backoff
 from ..push import connect
@@ -37,7 +38,6 @@ from .client import (
     CleverTapClient,
     CleverTapRefused,
     CleverTapTransient,
-    describe_target,
 )
 
 if TYPE_CHECKING:

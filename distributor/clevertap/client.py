@@ -14,80 +14,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import ConfigError
+from ..credentials import (
+    CleverTapCredentials,
+)
 from ..exchange import NoCompleteAnswer, bounded_exchange
 
-ENV_ACCOUNT_ID = "CLEVERTAP_ACCOUNT_ID"
-ENV_PASSCODE = "CLEVERTAP_PASSCODE"
-#: ``--clevertap sandbox``: the embedded CleverTap stand-in.
-SANDBOX = "sandbox"
-#: CleverTap's regions; Europe is ``api.clevertap.com``.
-REGIONS = {
-    "eu1": "https://api.clevertap.com",
-    "in1": "https://in1.api.clevertap.com",
-    "sg1": "https://sg1.api.clevertap.com",
-    "us1": "https://us1.api.clevertap.com",
-    "aps3": "https://aps3.api.clevertap.com",
-    "mec1": "https://mec1.api.clevertap.com",
-}
 #: Per-record answer codes that mean "try again" (CleverTap's other per-record codes, e.g. 523, are final).
 TRANSIENT_RECORD_CODES = frozenset({429, 500, 502, 503, 504})
 #: The largest answer read: a profiles page of 5,000 records with their properties stays well below it.
 MAX_BODY_BYTES = 64 * 1024 * 1024
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _SKIPPED = re.compile(r"Skipped record number\s*:\s*(\d+)")
-
-
-def resolve_url(value: str) -> str:
-    """The base URL for ``--clevertap`` (``sandbox`` stays ``sandbox``).  Raises :class:`ConfigError`."""
-    text = value.strip()
-    if text.lower() == SANDBOX:
-        return SANDBOX
-    if text.lower() in REGIONS:
-        return REGIONS[text.lower()]
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"clevertap {value!r} is neither a region ({', '.join(REGIONS)}), a URL, nor 'sandbox'")
-    if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
-        raise ConfigError(f"clevertap {value!r} is plain http: the passcode would travel unencrypted; use https")
-    return text.rstrip("/")
-
-
-def describe_target(value: str) -> str:
-    """How a message names the CleverTap region in use: ``region eu1 (https://api.clevertap.com)``."""
-    url = resolve_url(value)
-    region = next((name for name, known in REGIONS.items() if known == url), None)
-    if url == SANDBOX:
-        return "the embedded CleverTap sandbox"
-    return f"region {region} ({url})" if region else url
-
-
-@dataclass(frozen=True)
-class CleverTapCredentials:
-    """CleverTap's account id and passcode.  The passcode is never shown."""
-
-    account_id: str
-    passcode: str = field(repr=False)
-
-    def __repr__(self) -> str:
-        return f"CleverTapCredentials(account_id={self.account_id!r}, passcode='***')"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> CleverTapCredentials | None:
-        account_id, passcode = env.get(ENV_ACCOUNT_ID, "").strip(), env.get(ENV_PASSCODE, "").strip()
-        if not account_id and not passcode:
-            return None
-        if not account_id or not passcode:
-            missing = ENV_ACCOUNT_ID if not account_id else ENV_PASSCODE
-            raise ConfigError(f"{missing} is not set: both {ENV_ACCOUNT_ID} and {ENV_PASSCODE} are needed")
-        return cls(account_id, passcode)
 
 
 class CleverTapError(Exception):

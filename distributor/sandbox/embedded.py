@@ -28,7 +28,7 @@ import httpx
 from starlette.applications import Starlette
 
 from ..clevertap import CleverTapCredentials
-from ..config import Credentials
+from ..credentials import Credentials
 from ..errors import ConfigError
 from .campaigns import load_campaigns
 from .clevertap import CleverTapConfig, CleverTapDropped, CleverTapWorld, clevertap_routes

@@ -31,7 +31,7 @@ import anyio
 import httpx
 
 from .._version import __version__
-from ..config import Credentials
+from ..credentials import Credentials
 from ..exchange import NoCompleteAnswer, bounded_exchange
 from .models import ApiError, Campaign, Publication, RateLimitHeaders, TransportError
 
