@@ -8,7 +8,7 @@ never inside the repository — then measures, each in a fresh subprocess so tha
 * ``floor``  — the floor of issue 13: a streaming reader (``gzip`` + ``csv.reader``, first column) and
   ``executemany`` into a narrow table with a UNIQUE identity, one transaction per batch, on the same file;
 * ``load``   — what a run does before its first call, through the project's own code: ``load_segment`` (reading,
-  validation, ``Journal.load``, the skipped rows, the fingerprint) then the engine's counts
+  validation, ``Journal.load``, the skipped rows, the fingerprint) then a run's counts
   (``state_counts``, ``held_before``): rows/s, peak RSS, journal size and bytes per member;
 * ``resume`` — a second run given the same export, on that journal: ``load_segment`` recognises it and takes the
   loaded segment over, then the same counts: seconds to the point the first call would be sent;
@@ -152,7 +152,7 @@ def _floor_batch(db: sqlite3.Connection, batch: list[tuple[str]]) -> None:
 
 
 def measure_load(path: Path, size: int, journal_path: Path) -> dict[str, float]:
-    """A run's load, through the project's code: ``load_segment`` then the counts the engine asks for."""
+    """A run's load, through the project's code: ``load_segment`` then the counts a run asks for."""
     from distributor.journal import Journal
     from distributor.segment import open_segment
     from distributor.segment.loading import load_segment
@@ -247,7 +247,7 @@ def main() -> None:
     parser.add_argument("--file", type=Path, help="an export made earlier (skips generating)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and say where")
     parser.add_argument("--read-sizes", default="20000", help="batch sizes to read with (comma-separated)")
-    parser.add_argument("--load-size", type=int, default=20_000, help="batch size of the load (the engine's)")
+    parser.add_argument("--load-size", type=int, default=20_000, help="batch size of the load (a run's)")
     parser.add_argument("--only", default="read,floor,load,resume,status", help="which measurements")
     args = parser.parse_args()
 
