@@ -230,7 +230,7 @@ def _run_info(row: Run) -> RunInfo:
 def _error_info(row: RecentFailure) -> ErrorInfo:
     return ErrorInfo(
         identity=row.identity,
-        row=int(row.row),
+        row=row.row,
         status=row.status,
         key=row.key,
         message=row.message,

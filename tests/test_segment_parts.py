@@ -161,3 +161,18 @@ def test_two_job_files_are_refused(tmp_path: Path) -> None:
     one.write_text("")
     two.write_text("")
     assert one_line(["run", str(one), str(two)]) == f"distributor: one job file at most, but 2 were given: {one}, {two}"
+
+
+def test_status_names_a_refused_member_by_its_part_and_row(tmp_path: Path, sandbox, parts: list[Path]) -> None:
+    """A member of a several-part segment is at ``file:row``: status once took that for a number and crashed."""
+    server = sandbox(refuse_customers={"d": "voucher_cannot_be_published"})
+    config = make_config(tmp_path, server, parts)  # type: ignore[arg-type]
+    assert run(config).exit_code == 1
+
+    status = CliRunner().invoke(main, ["status", "--state", str(config.layout.journal), "--json"])
+
+    assert status.exit_code == 0, status.output
+    [error] = json.loads(status.output)["errors"]
+    assert (error["identity"], error["row"], error["key"]) == ("d", "part-01.csv.gz:4", "voucher_cannot_be_published")
+    text = CliRunner().invoke(main, ["status", "--state", str(config.layout.journal)])
+    assert text.exit_code == 0 and "d (row part-01.csv.gz:4): 400" in text.output, text.output
