@@ -129,3 +129,24 @@ def _publish(server: Any, campaign: str, identity: str, source_id: str) -> str:
             return publication.code
 
     return anyio.run(main, backend="asyncio")
+
+
+def test_a_mismatch_in_a_several_part_segment_is_logged_with_its_file_and_row(
+    tmp_path: Path, sandbox, capsys, caplog
+) -> None:
+    """Rows of a several-part segment are ``file:row``: the mismatch warning once formatted them as a number (a
+    logging error on stderr instead of the warning)."""
+    server = sandbox()
+    foreign = {
+        "id": "pub_x", "object": "publication", "source_id": "whatever", "tracking_id": "m-05", "result": "SUCCESS",
+        "customer": {"source_id": "m-05"},
+        "voucher": {"code": "OTHER-1", "campaign": "someone-elses", "campaign_id": "camp_other"},
+    }
+    parts = [write_segment(tmp_path / "a.csv", MEMBERS[:6]), write_segment(tmp_path / "b.csv", MEMBERS[6:])]
+    with MisbehavingServer(upstream=server.url) as front:
+        front.when(lambda seen: seen.method == "POST" and '"m-05"' in seen.text, reply(200, foreign))
+        result = run(make_config(tmp_path, None, parts, api_url=front.url))
+
+    assert result.exit_code == EXIT_MEMBER_FAILURES
+    assert "Logging error" not in capsys.readouterr().err
+    assert any("member at row a.csv:7" in record.getMessage() for record in caplog.records)

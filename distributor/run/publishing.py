@@ -176,7 +176,7 @@ class Publisher:
             key, message = mismatch
             # Our source_id came back holding another customer's or another campaign's publication: never hand
             # that code out.
-            log.warning("member at row %d: %s", member.seen_row, message)
+            log.warning("member at row %s: %s", member.seen_row, message)
             self.journal.fail(member.id, status=None, key=key, message=message, request_id=None)
             self.stats.failed += 1
             return
