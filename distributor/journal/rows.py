@@ -102,6 +102,8 @@ class LoadedSegment:
 
 @dataclass(frozen=True)
 class Failure:
+    """A member Voucherify refused, with its error fields as the errors report shows them."""
+
     identity: str
     row: RowLabel
     status: int | None
@@ -112,16 +114,9 @@ class Failure:
 
 
 @dataclass(frozen=True)
-class RecentFailure(Fields):
-    """A failed member with Voucherify's error fields and when it failed (``at``, Unix time)."""
+class RecentFailure(Fields, Failure):
+    """A :class:`Failure` and when it failed (``at``, Unix time)."""
 
-    identity: str
-    row: RowLabel
-    status: int | None
-    key: str | None
-    message: str | None
-    request_id: str | None
-    attempts: int
     at: float
 
 
