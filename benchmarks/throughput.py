@@ -13,6 +13,11 @@ own.  Scenarios:
   job takes, and how many of the shop's calls were refused.
 * **ceiling** — no limit, no latency: publications per second end to end (journal included) and CPU time per
   publication: the client's own ceiling.
+* **responder** — the same ceiling against a *minimal responder* (``benchmarks/responder.py``, raw asyncio, in its
+  own process) so the figures are the client's alone, 32 in flight: the project (journal included), the TCP
+  connections the responder saw opened (a stable pool opens about as many as the calls in flight), and side by
+  side from the same run a **lean client** (the same body, 32 in flight over raw asyncio streams, no journal, no
+  checks: what the machine allows) and **plain httpx** (``httpx.AsyncClient``, 32 in flight, no journal).
 * **naive** — the baseline: a sequential loop of ``httpx`` calls, one after another, without a journal, at zero
   latency and at the long-tail latency.
 """
@@ -20,13 +25,18 @@ own.  Scenarios:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
+import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import TracebackType
 
 import httpx
 
@@ -91,6 +101,113 @@ def scenario_ceiling(members: int) -> None:
           f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
+class ResponderProcess:
+    """``benchmarks/responder.py`` in its own process until the block ends."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.port = 0
+        self._process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> ResponderProcess:
+        script = Path(__file__).with_name("responder.py")
+        self._process = subprocess.Popen([sys.executable, str(script), "0"], stdout=subprocess.PIPE, text=True)
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if "responder on " not in line:
+            self._process.kill()
+            raise RuntimeError(f"the responder did not start: {line!r}")
+        self.url = line.split("responder on ", 1)[1].strip()
+        self.port = int(self.url.rsplit(":", 1)[1])
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        assert self._process is not None
+        self._process.terminate()
+        self._process.wait(timeout=30)
+
+    def stats(self) -> dict[str, int]:
+        """Connections opened and requests served so far, this request's own connection not counted."""
+        answer = httpx.get(f"{self.url}/__stats").json()
+        return {"connections": answer["connections"] - 1, "requests": answer["requests"] - 1}
+
+
+def body_of(i: int) -> bytes:
+    return json.dumps({"campaign": {"name": "reactivation-20"}, "customer": {"source_id": f"customer-{i:08d}"},
+                       "source_id": f"lean-{i}", "metadata": {"distribution": "camp_1"}}).encode()
+
+
+def scenario_responder(members: int) -> None:
+    with ResponderProcess() as responder:
+        summary, wall, cpu = run_job(responder.url, members, "1000000/min", concurrency=32)
+        opened = responder.stats()["connections"]
+    published = summary["members"]["published"]
+    print(f"ceiling against a minimal responder: no limit, no latency, 32 in flight\n"
+          f"    project: {published} codes in {wall:.2f} s = {published / wall:.0f} publications/s; "
+          f"CPU {1000 * cpu / published:.3f} ms per publication (journal included); "
+          f"{opened} TCP connections opened")
+    for name, client in (("lean client (raw asyncio streams)", lean_client), ("plain httpx.AsyncClient", plain_httpx)):
+        with ResponderProcess() as responder:
+            wall, cpu = time.perf_counter(), time.process_time()
+            asyncio.run(in_flight(32, members, client(responder)))
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            opened = responder.stats()["connections"]
+        print(f"    {name}: {members} codes in {wall:.2f} s = {members / wall:.0f} publications/s; "
+              f"CPU {1000 * cpu / members:.3f} ms per publication (no journal); {opened} TCP connections opened")
+
+
+Call = Callable[[int], Awaitable[None]]
+
+
+async def in_flight(concurrency: int, members: int, make_worker: Callable[[], Awaitable[Call]]) -> None:
+    """``concurrency`` workers, each on its own connection, share ``members`` publications."""
+    numbers = iter(range(members))
+
+    async def worker() -> None:
+        call = await make_worker()
+        for i in numbers:
+            await call(i)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def lean_client(responder: ResponderProcess) -> Callable[[], Awaitable[Call]]:
+    head = (f"POST /v1/publications HTTP/1.1\r\nHost: 127.0.0.1:{responder.port}\r\nX-App-Id: {DEMO_APP_ID}\r\n"
+            f"X-App-Token: {DEMO_APP_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n")
+
+    async def connect() -> Call:
+        reader, writer = await asyncio.open_connection("127.0.0.1", responder.port)
+
+        async def call(i: int) -> None:
+            body = body_of(i)
+            writer.write((head % len(body)).encode() + body)
+            answer_head = await reader.readuntil(b"\r\n\r\n")
+            length = next(int(line[15:]) for line in answer_head.split(b"\r\n")
+                          if line[:15].lower() == b"content-length:")
+            publication = json.loads(await reader.readexactly(length))
+            assert publication["voucher"]["code"] and answer_head.startswith(b"HTTP/1.1 200")
+
+        return call
+
+    return connect
+
+
+def plain_httpx(responder: ResponderProcess) -> Callable[[], Awaitable[Call]]:
+    client = httpx.AsyncClient(base_url=responder.url, headers=HEADERS,
+                               limits=httpx.Limits(max_connections=32, max_keepalive_connections=32))
+
+    async def connect() -> Call:
+        async def call(i: int) -> None:
+            response = await client.post("/v1/publications", content=body_of(i),
+                                          headers={"Content-Type": "application/json"})
+            assert response.status_code == 200 and response.json()["voucher"]["code"]
+
+        return call
+
+    return connect
+
+
 def scenario_naive(members: int, latency: str) -> None:
     with SandboxProcess("--latency", latency) as sandbox:
         wall, cpu = time.perf_counter(), time.process_time()
@@ -119,12 +236,17 @@ def print_row(title: str, summary: dict, wall: float, extra: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter runs (about a minute in all)")
+    parser.add_argument("--only", choices=["responder"], help="only this scenario (full size)")
     args = parser.parse_args()
+    if args.only == "responder":
+        scenario_responder(20000)
+        return
     scale = 0.25 if args.quick else 1.0
     print(f"distributor throughput benchmarks · Python {sys.version.split()[0]} · {os.cpu_count()} CPUs\n")
     scenario_budget(int(3000 * scale))
     scenario_shop(int(2000 * scale))
     scenario_ceiling(int(5000 * scale))
+    scenario_responder(int(20000 * scale))
     scenario_naive(int(2000 * scale), "0ms")
     scenario_naive(int(200 * scale), "150ms")
 
