@@ -8,8 +8,10 @@ nothing else:
 * a LIFO stack of idle keep-alive connections per origin, at most ``max_connections`` open at once (a request that
   waits longer than the pool timeout for one gets :class:`httpx.PoolTimeout`); an idle connection is kept until it
   has been idle ``keepalive_expiry`` seconds, so a pool sized for the calls in flight stays that size;
-* a connection the server closed while idle is seen before it is used (the event loop has already read its EOF)
-  and replaced; a request is never sent twice here — a connection that fails once the request is written is the
+* a connection the server closed while idle is seen before it is used and replaced: the event loop has usually
+  read its EOF already, and a connection idle longer than ``recheck_after`` seconds is also asked (one
+  non-blocking ``select()``) whether anything arrived — a busy pool's connections, idle for microseconds, cost no
+  system call; a request is never sent twice here — a connection that fails once the request is written is the
   caller's failure, retried (or not) by the caller's own policy;
 * head and body written in one ``write()``; the answer's head read in one ``readuntil``; ``Content-Length``,
   ``chunked`` and read-until-close bodies; 1xx interim answers skipped;
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -62,10 +65,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
         *,
         max_connections: int = 100,
         keepalive_expiry: float = 5.0,
+        recheck_after: float = 0.5,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
+        self._recheck_after = recheck_after
         self._ssl_context = ssl_context
         self._idle: dict[Origin, list[_Connection]] = {}
         self._slots = asyncio.Semaphore(max_connections)
@@ -127,7 +132,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         now = asyncio.get_running_loop().time()
         while stack:
             connection = stack.pop()
-            if connection.usable(now, self._keepalive_expiry):
+            if connection.usable(now, self._keepalive_expiry, self._recheck_after):
                 return connection
             connection.close()
         return None
@@ -201,14 +206,24 @@ class _Connection:
         self.writer = writer
         self.idle_since = 0.0
 
-    def usable(self, now: float, expiry: float) -> bool:
-        """Open, not closed by the server while idle (its EOF already read by the loop), not idle too long."""
-        return (
-            not self.reader.at_eof()
-            and not self.writer.is_closing()
-            and not getattr(self.reader, "_buffer", b"")  # bytes nobody asked for (a 408, say): unusable
-            and now - self.idle_since < expiry
-        )
+    def usable(self, now: float, expiry: float, recheck_after: float) -> bool:
+        """Open, not closed by the server while idle, sent nothing unasked (a 408, say), not idle too long."""
+        idle = now - self.idle_since
+        unasked: bytes = getattr(self.reader, "_buffer", b"")
+        if self.reader.at_eof() or self.writer.is_closing() or unasked or idle >= expiry:
+            return False
+        return idle < recheck_after or not self._readable()
+
+    def _readable(self) -> bool:
+        """Whether the socket has something to read (an EOF, a reset, bytes) that the loop has not read yet."""
+        sock = self.writer.get_extra_info("socket")
+        if sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
 
     async def send(self, data: bytes, timeout: float | None) -> None:
         try:
