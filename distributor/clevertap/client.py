@@ -24,6 +24,7 @@ from ..credentials import (
     CleverTapCredentials,
 )
 from ..exchange import NoCompleteAnswer, bounded_exchange
+from ..transport import lean_transport
 
 #: Per-record answer codes that mean "try again" (CleverTap's other per-record codes, e.g. 523, are final).
 TRANSIENT_RECORD_CODES = frozenset({429, 500, 502, 503, 504})
@@ -99,7 +100,7 @@ class CleverTapClient:
             timeout=timeout,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             follow_redirects=False,
-            transport=transport,
+            transport=transport or lean_transport(self.url, max_connections=max_connections),  # h13-http
         )
 
     def __repr__(self) -> str:
