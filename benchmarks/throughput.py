@@ -58,7 +58,8 @@ def segment(size: int) -> Path:
     return path
 
 
-def run_job(url: str, members: int, rate: str, **options: object) -> tuple[dict, float, float]:
+def run_job(url: str, members: int, rate: str, transport: httpx.AsyncBaseTransport | None = None,
+            **options: object) -> tuple[dict, float, float]:
     """Run a distribution in this process; returns its summary, wall seconds and CPU seconds."""
     path = segment(members)
     config = JobConfig.load(
@@ -68,7 +69,7 @@ def run_job(url: str, members: int, rate: str, **options: object) -> tuple[dict,
         ENV,
     )
     wall, cpu = time.perf_counter(), time.process_time()
-    result = run_distribution(config)
+    result = run_distribution(config, transport=transport)
     return result.summary, time.perf_counter() - wall, time.process_time() - cpu
 
 
@@ -139,15 +140,23 @@ def body_of(i: int) -> bytes:
 
 
 def scenario_responder(members: int) -> None:
-    with ResponderProcess() as responder:
-        summary, wall, cpu = run_job(responder.url, members, "1000000/min", concurrency=32)
-        opened = responder.stats()["connections"]
-    published = summary["members"]["published"]
-    print(f"ceiling against a minimal responder: no limit, no latency, 32 in flight\n"
-          f"    project: {published} codes in {wall:.2f} s = {published / wall:.0f} publications/s; "
-          f"CPU {1000 * cpu / published:.3f} ms per publication (journal included); "
-          f"{opened} TCP connections opened")
-    for name, client in (("lean client (raw asyncio streams)", lean_client), ("plain httpx.AsyncClient", plain_httpx)):
+    print("ceiling against a minimal responder (benchmarks/responder.py, its own process): no limit, no latency")
+    project_rows: tuple[tuple[str, dict[str, object], Callable[[], httpx.AsyncBaseTransport] | None], ...] = (
+        ("project, 32 in flight", {"concurrency": 32}, None),
+        ("project, adaptive concurrency (no --concurrency)", {}, None),
+        ("project over httpx's own transport (httpcore), 32 in flight", {"concurrency": 32}, httpcore_transport),
+    )
+    for name, options, transport in project_rows:
+        with ResponderProcess() as responder:
+            summary, wall, cpu = run_job(responder.url, members, "1000000/min",
+                                         transport=transport() if transport else None, **options)
+            opened = responder.stats()["connections"]
+        published = summary["members"]["published"]
+        print(f"    {name}: {published} codes in {wall:.2f} s = {published / wall:.0f} publications/s; "
+              f"CPU {1000 * cpu / published:.3f} ms per publication (journal included); "
+              f"{opened} TCP connections opened")
+    for name, client in (("lean client (raw asyncio streams), 32 in flight", lean_client),
+                         ("plain httpx.AsyncClient, 32 in flight", plain_httpx)):
         with ResponderProcess() as responder:
             wall, cpu = time.perf_counter(), time.process_time()
             asyncio.run(in_flight(32, members, client(responder)))
@@ -155,6 +164,10 @@ def scenario_responder(members: int) -> None:
             opened = responder.stats()["connections"]
         print(f"    {name}: {members} codes in {wall:.2f} s = {members / wall:.0f} publications/s; "
               f"CPU {1000 * cpu / members:.3f} ms per publication (no journal); {opened} TCP connections opened")
+
+
+def httpcore_transport() -> httpx.AsyncBaseTransport:
+    return httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=36, max_keepalive_connections=36))
 
 
 Call = Callable[[int], Awaitable[None]]
@@ -236,12 +249,12 @@ def print_row(title: str, summary: dict, wall: float, extra: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter runs (about a minute in all)")
-    parser.add_argument("--only", choices=["responder"], help="only this scenario (full size)")
+    parser.add_argument("--only", choices=["responder"], help="only this scenario")
     args = parser.parse_args()
-    if args.only == "responder":
-        scenario_responder(20000)
-        return
     scale = 0.25 if args.quick else 1.0
+    if args.only == "responder":
+        scenario_responder(int(20000 * scale))
+        return
     print(f"distributor throughput benchmarks · Python {sys.version.split()[0]} · {os.cpu_count()} CPUs\n")
     scenario_budget(int(3000 * scale))
     scenario_shop(int(2000 * scale))
