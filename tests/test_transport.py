@@ -352,3 +352,20 @@ def test_tls_is_spoken_and_its_certificate_verified(certificate: tuple[Path, Pat
     assert connections in (1, 2)  # the refused handshake may or may not count as accepted
     assert refused.kind == "connection"
     assert "CERTIFICATE_VERIFY_FAILED" in refused.detail
+
+
+def test_with_a_proxy_in_the_environment_calls_go_through_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    async def main() -> tuple[str, bytes]:
+        async with serving(answer) as proxy:
+            monkeypatch.setenv("HTTP_PROXY", proxy.url)
+            # nothing listens at the API's address: only the proxy can answer
+            async with VoucherifyClient("http://127.0.0.1:9", KEYS) as client:
+                code = await publish(client, 5)
+            return code, proxy.requests[0].split(b"\r\n", 1)[0]
+
+    code, request_line = run(main)
+    assert code == "CODE-k-5"
+    assert request_line == b"POST http://127.0.0.1:9/v1/publications HTTP/1.1"
