@@ -89,8 +89,11 @@ class Session:
         fixed = httpx.Headers({"Host": self.base_url.netloc.decode("ascii"), "Accept-Encoding": "gzip, deflate",
                                **headers})
         self._headers = fixed
-        self._json_headers = [*fixed.raw, (b"Content-Type", b"application/json")]
-        self._extensions = {"timeout": timeout.as_dict()}
+        self._json_headers = httpx.Headers([*fixed.raw, (b"Content-Type", b"application/json")])
+        # Every request goes through ``exchange``, whose deadline bounds the whole call, each read and write
+        # included: the transport need not arm a timer of its own per read or write, only to connect and to wait
+        # for a connection of the pool.
+        self._extensions = {"timeout": {**timeout.as_dict(), "read": None, "write": None}}
         self._urls: dict[tuple[str, str], httpx.URL] = {}
 
     async def aclose(self) -> None:
@@ -113,7 +116,8 @@ class Session:
             return httpx.Request(method, url, headers=self._headers, extensions=self._extensions)
         # as httpx would make it from json=…, without its header merging: the body and its length given
         body = _json_bytes(json)
-        headers = [*self._json_headers, (b"Content-Length", str(len(body)).encode("ascii"))]
+        headers = httpx.Headers(self._json_headers)  # a copy of the encoded list, nothing normalised again
+        headers["Content-Length"] = str(len(body))
         request = httpx.Request(method, url, headers=headers, stream=httpx.ByteStream(body),
                                 extensions=self._extensions)
         request.read()  # the body is known: request.content, as with content=…

@@ -20,6 +20,7 @@ with one warning per kind of nonsense.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -27,7 +28,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-import anyio
 import httpx
 
 from .._version import __version__
@@ -156,11 +156,12 @@ class VoucherifyClient:
 
     async def _call_within_deadline(self, method: str, path: str, endpoint: str, **kwargs: Any) -> Any:
         """One request, whose whole exchange (connect, send, headers, body) must end within the deadline."""
-        sent_at = anyio.current_time()
+        clock = asyncio.get_running_loop().time  # anyio.current_time() on asyncio, a tenth of its cost
+        sent_at = clock()
 
         def observe(response: httpx.Response) -> None:
             if self._observer is not None:
-                took = anyio.current_time() - sent_at
+                took = clock() - sent_at
                 self._observer(self._rate_of(response), response.status_code, sent_at, took)
 
         try:
