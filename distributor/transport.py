@@ -71,7 +71,6 @@ class LeanTransport(httpx.AsyncBaseTransport):
         recheck_after: float = 0.5,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
         self._recheck_after = recheck_after
         self._ssl_context = ssl_context
@@ -157,13 +156,14 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self.opened += 1
         return _Connection(reader, writer)
 
-    def _release(self, origin: Origin, connection: _Connection, reusable: bool) -> None:
-        """The answer on ``connection`` was read (or abandoned): keep it for the next request, or close it."""
-        if reusable and not self._closed:
+    def _release(self, origin: Origin, connection: _Connection, *, read_whole: bool, keep_alive: bool) -> None:
+        """The answer on ``connection`` was read to its end (or abandoned): keep the connection for the next
+        request, or close it — at once (a reset) if the rest of the answer is still on its way."""
+        if read_whole and keep_alive and not self._closed:
             connection.idle_since = asyncio.get_running_loop().time()
             self._idle.setdefault(origin, deque()).append(connection)
         else:
-            connection.close(abort=True)
+            connection.close(abort=not read_whole)
         self._slots.release()
 
 
@@ -393,4 +393,6 @@ class _AnswerStream(httpx.AsyncByteStream):
     def _release(self) -> None:
         if not self._released:
             self._released = True
-            self._transport._release(self._origin, self._connection, self._done and self._framing.keep_alive)
+            self._transport._release(
+                self._origin, self._connection, read_whole=self._done, keep_alive=self._framing.keep_alive
+            )
