@@ -1,6 +1,7 @@
 """One HTTP exchange that a misbehaving server cannot stretch: a deadline for the whole call, a cap on the body.
 
-Both API clients (Voucherify and CleverTap) send their requests through :func:`bounded_exchange`.  ``deadline`` is
+Both API clients send their requests through one bounded exchange — Voucherify's through :meth:`Session.exchange`,
+CleverTap's (an ``httpx.AsyncClient``) through :func:`bounded_exchange`.  ``deadline`` is
 the limit of the *whole* exchange — connect, send, headers and body — not of each read, so a body trickled a byte
 at a time ends like a silent server.  The body is read as it streams in and abandoned as soon as it exceeds
 ``max_body`` bytes (decompressed), so a huge or endless answer costs at most that much memory.  Whatever goes wrong

@@ -369,3 +369,19 @@ def test_with_a_proxy_in_the_environment_calls_go_through_it(monkeypatch: pytest
     code, request_line = run(main)
     assert code == "CODE-k-5"
     assert request_line == b"POST http://127.0.0.1:9/v1/publications HTTP/1.1"
+
+
+def test_the_body_cap_counts_decompressed_bytes_of_a_gzip_answer() -> None:
+    async def bomb(head: bytes, body: bytes, writer: asyncio.StreamWriter) -> bool:
+        content = gzip.compress(b" " * 2_000_000)  # ~2 kB on the wire, 2 MB once decompressed
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(content), content))
+        return True
+
+    async def main() -> TransportError:
+        async with serving(bomb) as server, VoucherifyClient(server.url, KEYS, max_body=100_000) as client:
+            with pytest.raises(TransportError) as caught:
+                await publish(client, 1)
+            return caught.value
+
+    assert run(main).kind == "oversized answer"
