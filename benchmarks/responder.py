@@ -6,8 +6,9 @@ figures measured against it are the client's own.
 Raw asyncio streams, HTTP/1.1 keep-alive, no framework.  ``POST /v1/publications`` answers a publication shaped like
 Voucherify's (id, source_id, tracking_id, customer, voucher with code, campaign and campaign id) for the customer
 and ``source_id`` of the request, with a new code each time; ``GET /v1/campaigns/…`` answers the campaign.  Every
-answer carries the rate-limit headers a real one does.  ``GET /__stats`` answers the TCP connections opened and the
-requests served so far (the stats request's own connection included), which is how a benchmark sees churn.
+answer carries the rate-limit headers a real one does.  ``GET /__stats`` answers the TCP connections opened, the most
+open at once and the requests served so far (the stats request's own connection included): opened well beyond the
+most open at once is churn.
 """
 
 from __future__ import annotations
@@ -34,11 +35,15 @@ HEAD = (
 class Responder:
     def __init__(self) -> None:
         self.connections = 0
+        self.open = 0
+        self.most_open = 0
         self.requests = 0
         self._codes = itertools.count()
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -49,6 +54,7 @@ class Responder:
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass
         finally:
+            self.open -= 1
             writer.close()
 
     def answer(self, head: bytes, body: bytes) -> tuple[int, bytes]:
@@ -61,7 +67,8 @@ class Responder:
         if head.startswith(b"GET /v1/campaigns/"):
             return 200, CAMPAIGN
         if head.startswith(b"GET /__stats"):
-            return 200, json.dumps({"connections": self.connections, "requests": self.requests}).encode()
+            stats = {"connections": self.connections, "most_open": self.most_open, "requests": self.requests}
+            return 200, json.dumps(stats).encode()
         return 404, b'{"code":404,"key":"not_found","message":"Resource not found"}'
 
 

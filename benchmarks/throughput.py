@@ -131,9 +131,14 @@ class ResponderProcess:
         self._process.wait(timeout=30)
 
     def stats(self) -> dict[str, int]:
-        """Connections opened and requests served so far, this request's own connection not counted."""
+        """Connections opened, the most open at once and requests served so far, this request's own not counted."""
         answer = httpx.get(f"{self.url}/__stats").json()
-        return {"connections": answer["connections"] - 1, "requests": answer["requests"] - 1}
+        return {"connections": answer["connections"] - 1, "most_open": answer["most_open"],
+                "requests": answer["requests"] - 1}
+
+    def connections(self) -> str:
+        stats = self.stats()
+        return f"{stats['connections']} TCP connections opened (at most {stats['most_open']} open at once)"
 
 
 def body_of(i: int) -> bytes:
@@ -152,11 +157,11 @@ def scenario_responder(members: int) -> None:
         with ResponderProcess() as responder:
             summary, wall, cpu = run_job(responder.url, members, "1000000/min",
                                          transport=transport() if transport else None, **options)
-            opened = responder.stats()["connections"]
+            opened = responder.connections()
         published = summary["members"]["published"]
         print(f"    {name}: {published} codes in {wall:.2f} s = {published / wall:.0f} publications/s; "
               f"CPU {1000 * cpu / published:.3f} ms per publication (journal included); "
-              f"{opened} TCP connections opened")
+              f"{opened}")
     for name, client in (("the project's HTTP path alone (VoucherifyClient.publish), 32 in flight", project_client),
                          ("lean client (raw asyncio streams), 32 in flight", lean_client),
                          ("plain httpx.AsyncClient, 32 in flight", plain_httpx)):
@@ -164,9 +169,9 @@ def scenario_responder(members: int) -> None:
             wall, cpu = time.perf_counter(), time.process_time()
             asyncio.run(in_flight(32, members, client(responder)))
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            opened = responder.stats()["connections"]
+            opened = responder.connections()
         print(f"    {name}: {members} codes in {wall:.2f} s = {members / wall:.0f} publications/s; "
-              f"CPU {1000 * cpu / members:.3f} ms per publication (no journal); {opened} TCP connections opened")
+              f"CPU {1000 * cpu / members:.3f} ms per publication (no journal); {opened}")
 
 
 def httpcore_transport() -> httpx.AsyncBaseTransport:

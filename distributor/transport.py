@@ -25,7 +25,8 @@ nothing else:
 
 No proxies, no HTTP/2: :func:`lean_transport` gives ``None`` (httpx's own transport) when a proxy is configured in
 the environment.  Errors are httpx's (:class:`httpx.ConnectError`, :class:`httpx.ReadTimeout`,
-:class:`httpx.RemoteProtocolError` …), so callers cannot tell the transports apart.
+:class:`httpx.RemoteProtocolError` …), so callers cannot tell the transports apart; their messages never quote what
+the server sent (a server may echo a secret header).
 """
 
 from __future__ import annotations
@@ -297,12 +298,12 @@ def _parse_head(head: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]], byt
             raise ValueError
         status = int(code)
     except ValueError:
-        raise httpx.RemoteProtocolError(f"not an HTTP/1.1 status line: {status_line[:80]!r}") from None
+        raise httpx.RemoteProtocolError("the answer does not start with an HTTP/1.x status line") from None
     headers = []
     for line in lines:
         name, colon, value = line.partition(b":")
         if not colon or not name or name != name.strip():
-            raise httpx.RemoteProtocolError(f"malformed header line: {line[:80]!r}")
+            raise httpx.RemoteProtocolError("a malformed header line in the answer")
         headers.append((name, value.strip(b" \t")))
     return status, rest[0] if rest else b"", headers, version
 
@@ -323,7 +324,7 @@ def _framing(method: str, status: int, headers: list[tuple[bytes, bytes]], versi
         lowered = name.lower()
         if lowered == b"content-length":
             if not value.isdigit() or (length is not None and length != int(value)):
-                raise httpx.RemoteProtocolError(f"malformed Content-Length: {value[:40]!r}")
+                raise httpx.RemoteProtocolError("a malformed Content-Length in the answer")
             length = int(value)
         elif lowered == b"transfer-encoding":
             chunked = value.lower().rstrip().endswith(b"chunked")
@@ -369,7 +370,7 @@ class _AnswerStream(httpx.AsyncByteStream):
                 try:
                     size = int(size_line.split(b";", 1)[0].strip(), 16)
                 except ValueError:
-                    raise httpx.RemoteProtocolError(f"malformed chunk size: {size_line[:40]!r}") from None
+                    raise httpx.RemoteProtocolError("a malformed chunk size in the answer") from None
                 if size == 0:
                     while await connection.read_line(timeout) != b"\r\n":  # trailers, then the empty line
                         pass

@@ -269,23 +269,26 @@ def test_waiting_longer_than_the_pool_timeout_for_a_connection_is_a_timeout() ->
         await release.wait()
         return await answer(head, body, writer)
 
-    async def main() -> tuple[str, int]:
+    async def main() -> tuple[str, str, int]:
         async with serving(hold) as server:
             transport = LeanTransport(max_connections=1)
-            async with VoucherifyClient(server.url, KEYS, timeout=0.3, transport=transport) as client:
-                async with anyio.create_task_group() as calls:
-                    calls.start_soon(holding, client)
-                    await anyio.wait_all_tasks_blocked()
-                    with pytest.raises(TransportError) as caught:
-                        await publish(client, 2)
-            release.set()
-            return caught.value.kind, server.connections
+            holder = VoucherifyClient(server.url, KEYS, timeout=30.0, transport=transport)
+            waiter = VoucherifyClient(server.url, KEYS, timeout=0.3, transport=transport)
+            codes: list[str] = []
 
-    async def holding(client: VoucherifyClient) -> None:
-        with pytest.raises(TransportError):  # holds the only connection until its own deadline
-            await publish(client, 1)
+            async def holding() -> None:  # holds the only connection until the server answers
+                codes.append(await publish(holder, 1))
 
-    assert run(main) == ("timeout", 1)
+            async with anyio.create_task_group() as calls:
+                calls.start_soon(holding)
+                await anyio.wait_all_tasks_blocked()
+                with pytest.raises(TransportError) as caught:
+                    await publish(waiter, 2)
+                release.set()
+            await holder.aclose()
+            return caught.value.kind, codes[0], server.connections
+
+    assert run(main) == ("timeout", "CODE-k-1", 1)
 
 
 def test_a_malformed_answer_is_a_connection_failure() -> None:
@@ -385,3 +388,21 @@ def test_the_body_cap_counts_decompressed_bytes_of_a_gzip_answer() -> None:
             return caught.value
 
     assert run(main).kind == "oversized answer"
+
+
+def test_a_malformed_header_is_refused_without_quoting_what_the_server_sent() -> None:
+    async def echo_secret(head: bytes, body: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Echo tok-secret\r\nContent-Length: 0\r\n\r\n")
+        return False
+
+    async def main() -> str:
+        async with serving(echo_secret) as server:
+            transport = LeanTransport()
+            with pytest.raises(httpx.RemoteProtocolError) as caught:
+                await transport.handle_async_request(httpx.Request("GET", f"{server.url}/1/profile.json"))
+            await transport.aclose()
+            return str(caught.value)
+
+    message = run(main)
+    assert "malformed header" in message
+    assert "tok-secret" not in message
