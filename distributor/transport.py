@@ -32,12 +32,11 @@ the server sent (a server may echo a secret header).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import select
 import ssl
 import urllib.request
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, NamedTuple
 
 import httpx
@@ -243,27 +242,19 @@ class _Connection:
     async def read_head(self, timeout: float | None) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
         """Status, reason, headers and HTTP version of the answer (1xx interim answers skipped)."""
         while True:
-            with _reading("the answer's head", timeout):
-                async with asyncio.timeout(timeout):
-                    head = await self.reader.readuntil(b"\r\n\r\n")
+            head = await _reading(self.reader.readuntil(b"\r\n\r\n"), "the answer's head", timeout)
             status, reason, headers, version = _parse_head(head)
             if not 100 <= status < 200 or status == 101:
                 return status, reason, headers, version
 
     async def read(self, size: int, timeout: float | None) -> bytes:
-        with _reading("the answer's body", timeout):
-            async with asyncio.timeout(timeout):
-                return await self.reader.readexactly(size)
+        return await _reading(self.reader.readexactly(size), "the answer's body", timeout)
 
     async def read_line(self, timeout: float | None) -> bytes:
-        with _reading("a chunk's size", timeout):
-            async with asyncio.timeout(timeout):
-                return await self.reader.readuntil(b"\r\n")
+        return await _reading(self.reader.readuntil(b"\r\n"), "a chunk's size", timeout)
 
     async def read_some(self, timeout: float | None) -> bytes:
-        with _reading("the answer's body", timeout):
-            async with asyncio.timeout(timeout):
-                return await self.reader.read(_CHUNK)
+        return await _reading(self.reader.read(_CHUNK), "the answer's body", timeout)
 
     def close(self, *, abort: bool = False) -> None:
         """Close the connection; ``abort``: at once, dropping whatever is unsent or unread (a half-read answer)."""
@@ -274,10 +265,13 @@ class _Connection:
             transport.close()
 
 
-@contextlib.contextmanager
-def _reading(what: str, timeout: float | None) -> Iterator[None]:
+async def _reading(operation: Coroutine[Any, Any, bytes], what: str, timeout: float | None) -> bytes:
+    """``operation``'s bytes, within ``timeout`` seconds if one is given; its failures as httpx's errors."""
     try:
-        yield
+        if timeout is None:  # the caller's deadline bounds the whole call (distributor.exchange.Session)
+            return await operation
+        async with asyncio.timeout(timeout):
+            return await operation
     except TimeoutError:
         raise httpx.ReadTimeout(f"no more of {what} within {timeout}s") from None
     except asyncio.IncompleteReadError as error:
