@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -51,10 +51,8 @@ from .errors import (
     StopRun,
 )
 from .journal import Journal
+from .layout import Layout
 from .pacing.retry import backoff
-
-if TYPE_CHECKING:
-    from .config import JobConfig
 
 log = logging.getLogger("distributor")
 
@@ -73,6 +71,30 @@ _BACKOFF_CAP = 30.0
 _STOPPING_GRACE = 10.0
 #: Attempts of the credentials check before CleverTap counts as unreachable.
 _CHECK_ATTEMPTS = 4
+
+
+class PushSettings(Protocol):
+    """Where and how the codes go to CleverTap: a run's :class:`~distributor.config.JobConfig`, or the
+    :class:`~distributor.files.DistributionFiles` that ``distributor push`` reads (the same names)."""
+
+    @property
+    def layout(self) -> Layout: ...
+    @property
+    def clevertap(self) -> str | None: ...
+    @property
+    def clevertap_credentials(self) -> CleverTapCredentials | None: ...
+    @property
+    def clevertap_batch(self) -> int: ...
+    @property
+    def clevertap_concurrency(self) -> int: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def property_name(self) -> str: ...
+    @property
+    def expiry_property(self) -> str | None: ...
+    @property
+    def sandbox(self) -> Mapping[str, Any]: ...
 
 
 @dataclass
@@ -288,7 +310,7 @@ def expiry_epoch(iso: str | None) -> float | None:
 
 # ---------------------------------------------------------------------- connecting
 @asynccontextmanager
-async def connect(config: JobConfig, *, transport: Any = None) -> AsyncIterator[CleverTapClient]:
+async def connect(config: PushSettings, *, transport: Any = None) -> AsyncIterator[CleverTapClient]:
     """A client for ``config.clevertap`` (the embedded stand-in for ``sandbox``), its credentials proven by one
     cheap call: raises :class:`StopRun` (exit 3) naming the region when CleverTap refuses them."""
     assert config.clevertap is not None
@@ -305,7 +327,7 @@ async def connect(config: JobConfig, *, transport: Any = None) -> AsyncIterator[
 
 
 @contextmanager
-def _target(config: JobConfig) -> Iterator[tuple[str, CleverTapCredentials, Any]]:
+def _target(config: PushSettings) -> Iterator[tuple[str, CleverTapCredentials, Any]]:
     """The base URL, the credentials, and (``sandbox``) the in-process transport of the stand-in."""
     assert config.clevertap is not None
     if resolve_url(config.clevertap) != SANDBOX:
@@ -318,7 +340,7 @@ def _target(config: JobConfig) -> Iterator[tuple[str, CleverTapCredentials, Any]
         return
     from .sandbox import embedded_clevertap
 
-    with embedded_clevertap(config) as target:
+    with embedded_clevertap(config.sandbox.get("clevertap")) as target:
         yield target
 
 
@@ -350,7 +372,7 @@ async def _check_credentials(client: CleverTapClient, target: str, credentials: 
 
 
 def new_pusher(
-    config: JobConfig, journal: Journal, client: CleverTapClient, *, property_name: str | None = None
+    config: PushSettings, journal: Journal, client: CleverTapClient, *, property_name: str | None = None
 ) -> Pusher:
     return Pusher(
         journal,
@@ -409,7 +431,7 @@ class PushOutcome:
         }
 
 
-def conclude(config: JobConfig, journal: Journal, pusher: Pusher) -> PushOutcome:
+def conclude(config: PushSettings, journal: Journal, pusher: Pusher) -> PushOutcome:
     """Write the push-errors CSV from the journal and sum up."""
     path = config.layout.push_errors
     write_push_errors(path, journal, key=pusher.key)
@@ -423,7 +445,7 @@ def conclude(config: JobConfig, journal: Journal, pusher: Pusher) -> PushOutcome
 class RunPush:
     """The push side of a run: the credentials proven first, then codes pushed while they are published."""
 
-    def __init__(self, config: JobConfig, journal: Journal) -> None:
+    def __init__(self, config: PushSettings, journal: Journal) -> None:
         self.config = config
         self.journal = journal
         self.pusher: Pusher | None = None
@@ -456,7 +478,9 @@ class RunPush:
 
 
 # ---------------------------------------------------------------------- distributor push
-async def push_journal(config: JobConfig, *, resend_all: bool = False, property_name: str | None = None) -> PushOutcome:
+async def push_journal(
+    config: PushSettings, *, resend_all: bool = False, property_name: str | None = None
+) -> PushOutcome:
     """``distributor push``: push the journal's codes CleverTap does not hold yet (all of them with ``resend_all``).
     No Voucherify call.  Takes the journal's lock, as a run does."""
     if config.clevertap is None:
@@ -471,13 +495,13 @@ async def push_journal(config: JobConfig, *, resend_all: bool = False, property_
                 journal.push_again()
             pusher = new_pusher(config, journal, client, property_name=property_name)
             await pusher.push_waiting()
-            with outputs.files_lock(config.output):  # one writer of the files beside the output at a time
+            with outputs.files_lock(config.layout.output):  # one writer of the files beside the output at a time
                 return conclude(config, journal, pusher)
     finally:
         journal.close()
 
 
-def _check_origin(config: JobConfig, journal: Journal) -> None:
+def _check_origin(config: PushSettings, journal: Journal) -> None:
     """The codes must be real where they go: a journal made against a stand-in Voucherify pushes only to a
     stand-in CleverTap.  (push makes no Voucherify call: which project the codes belong to is the journal's.)"""
     host = journal.meta("api_host")
@@ -488,5 +512,5 @@ def _check_origin(config: JobConfig, journal: Journal) -> None:
         )
 
 
-def run_push(config: JobConfig, **options: Any) -> PushOutcome:
+def run_push(config: PushSettings, **options: Any) -> PushOutcome:
     return anyio.run(lambda: push_journal(config, **options), backend="asyncio")

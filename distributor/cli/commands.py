@@ -13,11 +13,7 @@ import click
 from .._version import __version__
 from ..errors import EXIT_STOPPED
 from .edge import DistributorGroup, Failure, load_config, setup_logging
-from .options import (
-    clevertap_options,
-    files_config,
-    job_options,
-)
+from .options import clevertap_options, files_of, job_options
 from .render import render_plan, render_summary
 
 
@@ -99,7 +95,7 @@ def push(job_file: Path | None, push_all: bool, **options: Any) -> None:
     """
     from ..push import run_push
 
-    config = files_config(job_file, options, need_output=True)
+    config = files_of(job_file, options)
     setup_logging(config)
     outcome = run_push(config, resend_all=push_all, property_name=options.get("property_name"))
     exit_code, _, message = outcome.verdict(0, "completed", "CleverTap holds every code")
