@@ -120,3 +120,12 @@ def test_a_clevertap_stand_in_table_that_is_not_a_table_is_named_whole(tmp_path:
     job = job_file(tmp_path, 'segment = "s.csv"\ncampaign = "c"\napi_url = "sandbox"\nrate_limit = "10/min"\n'
                              "[sandbox]\nclevertap = 3\n")
     assert invoke("run", str(job)) == (2, f"distributor: [sandbox.clevertap] of {job} must be a table\n")
+
+
+def test_a_wrong_sandbox_value_exits_2_before_the_segment_is_read(tmp_path: Path) -> None:
+    job = job_file(tmp_path, 'segment = "missing.csv"\ncampaign = "c"\napi_url = "sandbox"\nrate_limit = "10/min"\n'
+                             '[sandbox]\nlatency = "soon"\n')
+    assert invoke("run", str(job)) == (
+        2,
+        "distributor: duration 'soon' is not of the form 150ms, 2s, 5min or 1h (or sec, minutes, hr, hours, …)\n",
+    )
