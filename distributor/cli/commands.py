@@ -62,7 +62,7 @@ def run(job_file: Path | None, **options: Any) -> None:
         setup_logging(config)
     try:
         if config.clevertap_query is not None:  # h7-clevertap: the segment from CleverTap's profiles API
-            from ..clevertap.audience import fetch_audience
+            from ..audience import fetch_audience
 
             config = fetch_audience(config)
         result = run_distribution(config, reporter=reporter, handle_signals=True)
@@ -257,7 +257,7 @@ def plan(job_file: Path | None, cycle_quota: int | None, cycle_used: int, as_jso
     config = load_config(job_file, options)
     setup_logging(config)
     if config.clevertap_query is not None:  # the audience a run would read: CleverTap's answer today
-        from ..clevertap.audience import fetch_audience
+        from ..audience import fetch_audience
 
         config = fetch_audience(config)
     result = make_plan(config, cycle_quota=cycle_quota, cycle_used=cycle_used)
