@@ -26,31 +26,18 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from . import outputs
 from .config import DEFAULT_PROPERTY
 from .errors import JournalError
+from .files import HandOffSettings
 from .journal import Journal
 from .layout import Layout
 
 log = logging.getLogger("distributor")
 
 _Item = TypeVar("_Item")
-
-
-class HandOffSettings(Protocol):
-    """What the files need of a distribution's settings (a run's :class:`~distributor.config.JobConfig`, or the
-    :class:`~distributor.files.DistributionFiles` that ``export`` reads): where they go and the upload's columns."""
-
-    @property
-    def layout(self) -> Layout: ...
-
-    @property
-    def property_name(self) -> str: ...
-
-    @property
-    def expiry_property(self) -> str | None: ...
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from . import checks
 from .config import DEFAULT_PROPERTY, known_options
@@ -19,6 +19,20 @@ from .jobfile import check_sandbox_names, merged, refuse_unknown
 from .layout import Layout
 from .naming import default_output_name
 from .units import parse_duration
+
+
+class HandOffSettings(Protocol):
+    """What the files need of a distribution's settings (a run's :class:`~distributor.config.JobConfig`, or the
+    :class:`DistributionFiles` that ``export`` reads): where they go and the upload's columns."""
+
+    @property
+    def layout(self) -> Layout: ...
+
+    @property
+    def property_name(self) -> str: ...
+
+    @property
+    def expiry_property(self) -> str | None: ...
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,14 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ..clevertap import CleverTapCredentials
-from ..layout import Layout
+from ..files import HandOffSettings
 
 
-class PushSettings(Protocol):
-    """Where and how the codes go to CleverTap: a run's :class:`~distributor.config.JobConfig`, or the
-    :class:`~distributor.files.DistributionFiles` that ``distributor push`` reads (the same names)."""
+class PushSettings(HandOffSettings, Protocol):
+    """Where and how the codes go to CleverTap, beside what the files need: a run's
+    :class:`~distributor.config.JobConfig`, or the :class:`~distributor.files.DistributionFiles` that
+    ``distributor push`` reads (the same names)."""
 
-    @property
-    def layout(self) -> Layout: ...
     @property
     def clevertap(self) -> str | None: ...
     @property
@@ -25,9 +24,5 @@ class PushSettings(Protocol):
     def clevertap_concurrency(self) -> int: ...
     @property
     def timeout(self) -> float: ...
-    @property
-    def property_name(self) -> str: ...
-    @property
-    def expiry_property(self) -> str | None: ...
     @property
     def sandbox(self) -> Mapping[str, Any]: ...

@@ -31,7 +31,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from . import bodies
-from .limits import Limits, draw_fault, draw_latency
+from .limits import Limits, draw_fault, draw_latency, most_in_window
 from .model import (
     Arrival,
     Kind,
@@ -234,12 +234,7 @@ class Sandbox:
         else:
             wanted = {kind_filter} if isinstance(kind_filter, str) else set(kind_filter)
             times = [a.at for a in self.arrivals if a.kind in wanted]
-        best, first = 0, 0
-        for last, at in enumerate(times):
-            while at - times[first] >= period:
-                first += 1
-            best = max(best, last - first + 1)
-        return best
+        return most_in_window(times, period)
 
     def stats(self) -> dict[str, int]:
         """Counts of our arrivals per outcome, the shop's background calls, and the stored objects."""
