@@ -4,10 +4,66 @@ that turn figures into :class:`~.plan.Finding` s."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 from ..run.campaign import describe, expires_at, is_switched_off, starts_at, unpublished_at_most
 from ..voucherify import Campaign
 from .plan import NOTE, PROBLEM, WARNING, Finding
+
+NOTHING_TO_PUBLISH = Finding(
+    NOTE, "nothing_to_publish",
+    "every valid member already holds a code: a run would make no API call (the campaign was not checked)",
+)
+
+
+def limited(limit: int, to_serve: int) -> Finding:
+    return Finding(
+        NOTE, "limit",
+        f"--limit {limit}: a run would serve the first {limit:,} of the {to_serve:,} members without "
+        "a code and stop (exit 3); the same command without --limit serves the rest",
+    )
+
+
+def journal_in_use(holder: str) -> Finding:
+    return Finding(
+        PROBLEM, "journal_in_use",
+        f"a run of this distribution is in progress ({holder}): a second run would refuse to start "
+        "(exit 3) until it ends; see distributor status",
+    )
+
+
+def quota_findings(calls_minimum: int, calls_expected: int, left_quota: int) -> list[Finding]:
+    """What the calls a run needs mean for what is left of the billing cycle's quota."""
+    if calls_minimum > left_quota:
+        return [Finding(
+            WARNING, "quota_exceeded",
+            f"at least {calls_minimum:,} calls are needed but {left_quota:,} are left in the billing cycle: "
+            "the run would stop when the quota is spent (exit 3) and could resume next cycle — "
+            "and the shop's checkout would have no calls left meanwhile",
+        )]
+    if calls_expected > left_quota:
+        return [Finding(
+            WARNING, "quota_may_be_exceeded",
+            f"about {calls_expected:,} calls are expected (at least {calls_minimum:,}) and {left_quota:,} are left "
+            "in the billing cycle: retries could spend it all, leaving the shop's checkout nothing",
+        )]
+    return []
+
+
+def failed_not_retried(failed: int) -> Finding:
+    return Finding(
+        NOTE, "failed_not_retried",
+        f"{failed:,} members failed in earlier runs and would not be tried again: add --retry-failed "
+        "to include them",
+    )
+
+
+def left_segment(left: int, report: Path) -> Finding:
+    return Finding(
+        NOTE, "left_segment",
+        f"{left:,} members of earlier runs are not in this segment: they keep their codes, are not "
+        f"touched, and are listed in {report}",
+    )
 
 
 def campaign_findings(

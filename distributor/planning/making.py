@@ -17,8 +17,17 @@ from ..segment import Segment, open_segment
 from ..status import run_in_progress
 from ..target import api_host, project_digest
 from ..voucherify import Campaign
-from .findings import campaign_findings, leavers_findings
-from .plan import NOTE, PROBLEM, WARNING, Finding, Plan
+from .findings import (
+    NOTHING_TO_PUBLISH,
+    campaign_findings,
+    failed_not_retried,
+    journal_in_use,
+    leavers_findings,
+    left_segment,
+    limited,
+    quota_findings,
+)
+from .plan import Finding, Plan
 from .preflight import check_campaign, check_clevertap
 from .tally import SegmentTally
 
@@ -91,11 +100,7 @@ def _plan(
         to_serve = leavers["leaving"] + leavers["owed"] + (leavers["failed"] if config.retry_failed else 0)
         findings += leavers_findings(leavers, tally.members)
     if config.limit is not None and to_serve > config.limit:
-        findings.append(Finding(
-            NOTE, "limit",
-            f"--limit {config.limit}: a run would serve the first {config.limit:,} of the {to_serve:,} members without "
-            "a code and stop (exit 3); the same command without --limit serves the rest",
-        ))
+        findings.append(limited(config.limit, to_serve))
         to_serve = config.limit
 
     held_in_journal = journal.state_counts()[DONE] if journal is not None else 0
@@ -109,14 +114,9 @@ def _plan(
     budget = config.budget
     seconds = calls_expected / budget.per_second
 
-    if journal is not None:
-        holder = run_in_progress(journal)
-        if holder is not None:
-            findings.append(Finding(
-                PROBLEM, "journal_in_use",
-                f"a run of this distribution is in progress ({holder}): a second run would refuse to start "
-                "(exit 3) until it ends; see distributor status",
-            ))
+    holder = run_in_progress(journal) if journal is not None else None
+    if holder is not None:
+        findings.append(journal_in_use(holder))
 
     campaign: Campaign | None = None
     api_calls = 0
@@ -124,10 +124,7 @@ def _plan(
         campaign, api_calls, found = anyio.run(check_campaign, config, transport, backend="asyncio")
         findings += found
     elif leavers is None:
-        findings.append(Finding(
-            NOTE, "nothing_to_publish",
-            "every valid member already holds a code: a run would make no API call (the campaign was not checked)",
-        ))
+        findings.append(NOTHING_TO_PUBLISH)
     if config.clevertap is not None:
         findings += check_clevertap(config)
     known_id = journal.meta("campaign_id") if journal is not None else None
@@ -138,31 +135,11 @@ def _plan(
 
     left_quota = None if cycle_quota is None else max(0, cycle_quota - cycle_used)
     if left_quota is not None and to_serve:
-        if calls_minimum > left_quota:
-            findings.append(Finding(
-                WARNING, "quota_exceeded",
-                f"at least {calls_minimum:,} calls are needed but {left_quota:,} are left in the billing cycle: "
-                "the run would stop when the quota is spent (exit 3) and could resume next cycle — "
-                "and the shop's checkout would have no calls left meanwhile",
-            ))
-        elif calls_expected > left_quota:
-            findings.append(Finding(
-                WARNING, "quota_may_be_exceeded",
-                f"about {calls_expected:,} calls are expected (at least {calls_minimum:,}) and {left_quota:,} are left "
-                "in the billing cycle: retries could spend it all, leaving the shop's checkout nothing",
-            ))
+        findings += quota_findings(calls_minimum, calls_expected, left_quota)
     if standing[FAILED] and not config.retry_failed:
-        findings.append(Finding(
-            NOTE, "failed_not_retried",
-            f"{standing[FAILED]:,} members failed in earlier runs and would not be tried again: add --retry-failed "
-            "to include them",
-        ))
+        findings.append(failed_not_retried(standing[FAILED]))
     if standing["left"] and leavers is None:
-        findings.append(Finding(
-            NOTE, "left_segment",
-            f"{standing['left']:,} members of earlier runs are not in this segment: they keep their codes, are not "
-            f"touched, and are listed in {config.layout.left}",
-        ))
+        findings.append(left_segment(standing["left"], config.layout.left))
 
     distribution = distribution_name(
         config.distribution,
