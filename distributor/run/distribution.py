@@ -256,8 +256,16 @@ class Distribution:
 
         # Everything that calls Voucherify runs in this scope: a stop gives it a deadline (STOP_GRACE), a second
         # signal cancels it at once; members whose call was cut stay `sending` and are re-sent on resume.
+        # Answers are committed in groups (.recording): all of them before the files, the last pushes and the summary.
         with anyio.CancelScope() as self._stopping.work_scope:
-            await alongside(preflight_and_publish, *([self._report] if self.reporter is not None else []))
+            try:
+                await alongside(
+                    preflight_and_publish,
+                    calls.recorder.settle_regularly,
+                    *([self._report] if self.reporter is not None else []),
+                )
+            finally:
+                calls.recorder.settle()
 
     async def _report(self) -> None:
         assert self.reporter is not None and self._pace is not None
