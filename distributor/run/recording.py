@@ -5,8 +5,9 @@
   commits for all.  When calls come faster than one per :data:`CALLS_EVERY`, the first waits until then, and
   those that become ready meanwhile join (at most :data:`_CALLS_AT_MOST`): fewer, larger commits at a high rate,
   no wait at a low one.
-* **Answers are committed in groups**: a call's outcome and the code that arrived wait for the next commit —
-  at most :data:`ANSWERS_INTERVAL` seconds, or until :data:`ANSWERS_AT_MOST` are waiting — and for the final
+* **Answers are committed in groups of their own**: a call's outcome and the code that arrived wait at most
+  :data:`ANSWERS_INTERVAL` seconds after the first of them began to wait, or until :data:`ANSWERS_AT_MOST` are
+  waiting, and never beyond the final
   :meth:`Recorder.settle` before the run writes its files, pushes its last codes or counts its summary (a stop, by a
   signal or otherwise, passes there too).  A code counts as published (``RunStats.published``, the progress lines,
   the summary) only once committed, and only committed codes are ever read (the CleverTap push, ``status``).
@@ -16,8 +17,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import anyio
 import anyio.lowlevel
 
@@ -26,8 +25,6 @@ from ..journal import Journal
 from ..journal.batch import Batch, CallOutcome, NewCall, SavedCode
 from .stats import RunStats
 from .stopping import Stopping
-
-log = logging.getLogger("distributor")
 
 #: The longest an answer waits for its commit, in seconds.
 ANSWERS_INTERVAL = 0.25
@@ -70,6 +67,7 @@ class Recorder:
         self._calls = _Calls()
         self._calls_committed_at = -CALLS_EVERY
         self._answers = Batch()
+        self._first_answer = anyio.Event()  # set when an answer starts waiting alone
 
     async def log_call(self, call: NewCall) -> int:
         """Commit ``call`` (with the others ready meanwhile) before it is sent; returns its id.  Raises
@@ -94,12 +92,12 @@ class Recorder:
     def record_outcome(self, outcome: CallOutcome) -> None:
         """How a call ended: committed with the answers around it."""
         self._answers.outcomes.append(outcome)
-        self._commit_answers_if_many()
+        self._answer_waits()
 
     def save_code(self, code: SavedCode) -> None:
         """A code that arrived: committed with the answers around it, and counted as published then."""
         self._answers.codes.append(code)
-        self._commit_answers_if_many()
+        self._answer_waits()
 
     def settle(self) -> None:
         """Commit the answers waiting; a storage failure stops the run (their members stay ``sending``)."""
@@ -116,8 +114,17 @@ class Recorder:
     async def settle_regularly(self) -> None:
         """Alongside the publishing: no answer waits longer than :data:`ANSWERS_INTERVAL` for its commit."""
         while True:
+            await self._first_answer.wait()
+            self._first_answer = anyio.Event()
             await anyio.sleep(ANSWERS_INTERVAL)
             self.settle()
+
+    def _answer_waits(self) -> None:
+        waiting = self._answers.answers
+        if waiting >= ANSWERS_AT_MOST:
+            self.settle()
+        elif waiting == 1:
+            self._first_answer.set()  # its interval starts
 
     async def _let_others_join(self) -> None:
         """The calls ready in this moment join; when calls come faster than one per :data:`CALLS_EVERY`, those
@@ -139,7 +146,3 @@ class Recorder:
             group.done([], error)
             raise
         group.done(ids)
-
-    def _commit_answers_if_many(self) -> None:
-        if self._answers.answers >= ANSWERS_AT_MOST:
-            self.settle()
