@@ -10,6 +10,9 @@ Scenarios, each on a fresh journal of ``--members`` members:
   ``sending`` (a commit), its outcome (a commit), its code (a commit);
 * **grouped** — what a run does now: the calls that become ready together logged in one commit (``--group``
   of them), their answers (outcome and code) committed together, ``--answers`` at a time;
+* **a run's recorder** — the same through :class:`~distributor.run.recording.Recorder`, ``--workers`` tasks
+  each logging a call, awaiting its commit, then recording its answer (the HTTP exchange left out): the grouping
+  as a run meets it, and its own cost;
 * each again **without the kept-count triggers** (schema 7), to tell their share.
 
 Statements are those the journal issues (``executemany`` counted once per row); ``trig`` counts the trigger steps
@@ -61,6 +64,44 @@ def grouped(group: int, answers: int) -> Scenario:
     return scenario
 
 
+def through_the_recorder(workers: int) -> Scenario:
+    """What a run does, its group commits included: ``workers`` tasks, each logging a call (awaiting its commit),
+    then — the HTTP exchange left out — recording its outcome and saving its code."""
+
+    def scenario(journal: Journal, run_id: int, members: list[int]) -> None:
+        import anyio
+        import anyio.lowlevel
+
+        from distributor.journal.batch import CallOutcome, NewCall, SavedCode
+        from distributor.run.recording import Recorder
+        from distributor.run.stats import RunStats
+        from distributor.run.stopping import Stopping
+
+        async def main() -> None:
+            recorder = Recorder(journal, RunStats(budget_per_second=1e6), Stopping())
+            queue = iter(members)
+
+            async def worker() -> None:
+                for member_id in queue:
+                    call = NewCall(run_id, "publish", member_id, time.time(), f"key-{member_id}")
+                    call_id = await recorder.log_call(call)
+                    await anyio.lowlevel.checkpoint()  # the exchange
+                    recorder.record_outcome(CallOutcome(call_id, "ok", 200, None))
+                    recorder.save_code(SavedCode(member_id, run_id, f"CODE-{member_id}", f"pub_{member_id}"))
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(recorder.settle_regularly)
+                async with anyio.create_task_group() as work:
+                    for _ in range(workers):
+                        work.start_soon(worker)
+                recorder.settle()
+                group.cancel_scope.cancel()
+
+        anyio.run(main, backend="asyncio")
+
+    return scenario
+
+
 def fresh_journal(folder: Path, members: int, *, triggers: bool) -> tuple[Journal, int, list[int]]:
     journal = Journal.open(folder / "bench.journal.sqlite")
     run_id = journal.start_run("bench")
@@ -108,6 +149,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=20_000)
     parser.add_argument("--group", type=int, default=8, help="calls logged per commit (grouped)")
     parser.add_argument("--answers", type=int, default=256, help="answers committed together (grouped)")
+    parser.add_argument("--workers", type=int, default=32, help="calls in flight (the recorder)")
     options = parser.parse_args()
     scenarios: dict[str, Scenario] = {"one by one": one_by_one}
     if hasattr(Journal, "write_batch"):
@@ -115,6 +157,7 @@ def main() -> None:
             options.group, options.answers
         )
         scenarios["grouped (1 call, 256 answers)"] = grouped(1, 256)
+        scenarios[f"a run's recorder, {options.workers} in flight"] = through_the_recorder(options.workers)
     print(f"{options.members:,} publications per scenario, sqlite {sqlite3.sqlite_version}")
     print(f"{'scenario':<40} {'triggers':>8} {'commits':>8} {'stmts':>6} {'trig':>5} {'WAL pg':>7} {'CPU µs':>7} {'wall µs':>8}")
     for name, scenario in scenarios.items():

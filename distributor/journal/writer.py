@@ -3,7 +3,9 @@
 It is the source of truth of a distribution; the CSV files are views of it.  Its rules:
 
 * A member moves ``pending → sending → done(code) | failed(reason)``.  ``sending`` is written (and committed)
-  *before* each publication call, with a row in ``calls``; the answer is committed as soon as it arrives.  A
+  *before* each publication call, with a row in ``calls``; the answer is committed when it arrives — a run groups
+  both (:meth:`write_batch`, :mod:`distributor.run.recording`): calls ready together share the commit that precedes
+  their sending, answers share commits of their own a fraction of a second later, always before the run ends.  A
   member found ``sending`` on resume may or may not have been published: it is sent again with the *same*
   publication ``source_id``, and Voucherify hands back the code it committed the first time.  That key is stored
   in the member's row (``members.source_id``) when its first call is logged, and reused for ever after: a later

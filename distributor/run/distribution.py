@@ -16,7 +16,8 @@ The order of a run, and why:
    (:mod:`.publishing`);
 3. members without a code are dispatched in segment order, each call waiting for its turn at the throttle
    (:mod:`.pace`), as many in flight as the latency needs; every call is logged in the journal before it is sent
-   and every code saved as soon as it arrives (:mod:`.calls`);
+   and every code saved when it arrives, in commits shared by the calls and answers around it (:mod:`.calls`,
+   :mod:`.recording`);
 4. the files are rewritten from the journal, even when the run stops early (:mod:`.ending`, :mod:`.summary`).
 """
 
