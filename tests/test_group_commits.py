@@ -2,6 +2,7 @@
 
 * every call is committed in the journal before the server receives it (checked from the server's side, with the
   journal opened read-only by the test);
+* an answer is committed a fraction of a second after it arrived, not at the end of the run;
 * a kill -9 after answers arrived but before their group commit loses no code: the next run gets each member the
   very code the server published for it, and the server publishes nothing twice;
 * a SIGTERM commits every answer waiting before the files and the summary are written;
@@ -94,6 +95,33 @@ def test_every_call_is_in_the_journal_committed_when_the_server_receives_it(tmp_
     assert sum(received.values()) == len(members)
     _, codes = read_codes(tmp_path / "out" / "codes.csv")
     assert {identity: {code} for identity, code in codes.items()} == held_codes(upstream)
+
+
+def test_a_code_waits_a_fraction_of_a_second_for_its_commit_not_for_the_end_of_the_run(
+    tmp_path: Path, sandbox
+) -> None:
+    upstream = sandbox()
+    members = ids(4)
+    segment = write_segment(tmp_path / "s.csv", members)
+    journal = tmp_path / "out" / "codes.journal.sqlite"
+    held_when_next_came: list[str | None] = []
+    relay = forward()
+
+    def check_previous_then_forward(exchange: Exchange) -> None:
+        index = members.index(exchange.seen.json()["customer"]["source_id"])
+        if index > 0:  # a second after the previous answer (60/min): its code is committed by now
+            with read_only(journal) as db:
+                row = db.execute("SELECT code FROM members WHERE identity = ?", (members[index - 1],)).fetchone()
+            held_when_next_came.append(row[0])
+        relay(exchange)
+
+    with MisbehavingServer(upstream=upstream.url) as server:
+        server.when(is_publication, check_previous_then_forward)
+        result = run(make_config(tmp_path, server, segment, rate_limit="60/min", concurrency=1))
+
+    assert result.exit_code == EXIT_OK, result.message
+    held = held_codes(upstream)
+    assert held_when_next_came == [next(iter(held[identity])) for identity in members[:-1]]
 
 
 # ---------------------------------------------------------------------------------------------- kill -9 in the window

@@ -84,7 +84,7 @@ class Recorder:
         else:
             group.led = True
             try:
-                await self._let_others_join()
+                await self._let_others_join(group)
             finally:
                 self._commit_calls(group)
         return group.call_id(index)
@@ -126,13 +126,17 @@ class Recorder:
         elif waiting == 1:
             self._first_answer.set()  # its interval starts
 
-    async def _let_others_join(self) -> None:
+    async def _let_others_join(self, group: _Calls) -> None:
         """The calls ready in this moment join; when calls come faster than one per :data:`CALLS_EVERY`, those
-        that become ready until then join too (at a high rate they come one after another, rarely together)."""
+        that become ready until then join too (at a high rate they come one after another, rarely together),
+        unless the group fills up first."""
         await anyio.lowlevel.checkpoint()
         wait = self._calls_committed_at + CALLS_EVERY - anyio.current_time()
-        if wait > 0:
-            await anyio.sleep(wait)
+        if wait > 0 and not group.finished:
+            if group.committed is None:
+                group.committed = anyio.Event()
+            with anyio.move_on_after(wait):
+                await group.committed.wait()
 
     def _commit_calls(self, group: _Calls) -> None:
         if group.finished:
