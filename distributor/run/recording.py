@@ -31,7 +31,7 @@ ANSWERS_INTERVAL = 0.25
 #: Answers waiting that make a commit at once.
 ANSWERS_AT_MOST = 256
 #: Calls are committed at most this often, in seconds: calls that come faster share commits.
-CALLS_EVERY = 0.004
+CALLS_EVERY = 0.01
 #: The most calls one commit holds.
 _CALLS_AT_MOST = 64
 
