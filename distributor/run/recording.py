@@ -7,10 +7,11 @@
   no wait at a low one.
 * **Answers are committed in groups of their own**: a call's outcome and the code that arrived wait at most
   :data:`ANSWERS_INTERVAL` seconds after the first of them began to wait, or until :data:`ANSWERS_AT_MOST` are
-  waiting, and never beyond the final
-  :meth:`Recorder.settle` before the run writes its files, pushes its last codes or counts its summary (a stop, by a
-  signal or otherwise, passes there too).  A code counts as published (``RunStats.published``, the progress lines,
-  the summary) only once committed, and only committed codes are ever read (the CleverTap push, ``status``).
+  waiting, and never beyond the final :meth:`Recorder.settle` before the run writes its files, pushes its last
+  codes or counts its summary (a stop, by a signal or otherwise, passes there too).  A code counts as published
+  (``RunStats.published``, the progress lines, the summary) only once committed, and only committed codes are ever
+  read (the CleverTap push, ``status``).  Not sharing the calls' commits keeps that window as it is said: a kill -9
+  inside it is what the tests make on purpose.
 * A crash in between loses only answers to calls already logged: their members are still ``sending`` with their
   ``source_id``, and the next run gets the very same codes back by replay or look-up.
 """
