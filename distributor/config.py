@@ -1,8 +1,9 @@
-"""The job's configuration: a TOML job file, command-line overrides and the environment, merged and checked.
+"""The configuration of a run: a job file (:mod:`.jobfile`), command-line overrides and the environment, merged
+and checked into one :class:`JobConfig`.
 
 Precedence: a flag given on the command line beats the job file, which beats the defaults.  Relative paths in a
-job file are resolved against the job file's folder (so a job runs the same from cron, whose working directory
-is ``$HOME``); relative paths on the command line against the current directory.
+job file are resolved against the job file's folder; relative paths on the command line against the current
+directory.
 
 Credentials come only from the environment (``VOUCHERIFY_APP_ID`` / ``VOUCHERIFY_APP_TOKEN``), never from a job
 file or a flag, so they do not end up in shell history, crontabs or version control.
@@ -10,33 +11,43 @@ file or a flag, so they do not end up in shell history, crontabs or version cont
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .credentials import ENV_APP_ID, ENV_APP_TOKEN, LOOPBACK_HOSTS, CleverTapCredentials, Credentials, resolve_url
+from . import checks
+from .credentials import (
+    ENV_APP_ID,
+    ENV_APP_TOKEN,
+    LOOPBACK_HOSTS,
+    SANDBOX,
+    CleverTapCredentials,
+    Credentials,
+    resolve_url,
+)
 from .errors import ConfigError
+from .jobfile import check_sandbox_names, merged, refuse_unknown
 from .layout import Layout
-from .units import Rate, parse_duration
+from .naming import default_output_name, publication_source_id, publication_source_id_v1, slugify
+from .units import Rate
 
-#: Voucherify's Europe host, the default region.
+#: Voucherify's Europe host, the default region.  (``SANDBOX``, ``--api-url sandbox``: the embedded stand-in.)
 DEFAULT_API_URL = "https://api.voucherify.io"
-#: ``--api-url sandbox`` runs the embedded Voucherify stand-in in-process.
-SANDBOX = "sandbox"
 DEFAULT_PROPERTY = "voucher_code"
 #: ``deliver_to``: a code for every member of the segment (the default), or for each member who leaves it.
 MEMBERS = "members"
 LEAVERS = "leavers"
 DELIVERIES = (MEMBERS, LEAVERS)
 
-
-_PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\- ]*$")
+# Kept importable from here (``--api-url sandbox``; the keys of publications), where the run and the journal
+# import them from.
+__all__ = [
+    "DEFAULT_API_URL", "DEFAULT_PROPERTY", "DELIVERIES", "LEAVERS", "MEMBERS", "SANDBOX", "JobConfig",
+    "SegmentPaths", "is_rehearsal", "known_options", "normalise_api_url", "publication_source_id",
+    "publication_source_id_v1", "refuse_stand_in_codes_for_real_profiles", "segment_paths", "slugify",
+]
 
 
 class SegmentPaths(tuple[Path, ...]):
@@ -63,7 +74,8 @@ def segment_paths(value: object, where: str = "") -> SegmentPaths:
 class JobConfig:
     """Everything one distribution run needs.  Build it with :meth:`load` (job file + overrides + env)."""
 
-    #: The segment's parts: several are read as one segment (``--segment`` repeated, a folder, a glob).
+    #: The segment's parts: several are read as one segment (``--segment`` repeated, a folder, a glob); none for a
+    #: command that reads no segment (``verify``).
     segment: SegmentPaths
     campaign: str
     rate_limit: Rate
@@ -138,41 +150,35 @@ class JobConfig:
         job_file: Path | None = None,
         overrides: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
+        *,
+        reads_segment: bool = True,
     ) -> JobConfig:
-        """Merge a job file, command-line ``overrides`` (``None`` values are ignored) and the environment."""
-        values: dict[str, Any] = {}
-        if job_file is not None:
-            values.update(_read_job_file(job_file))
-        for key, value in (overrides or {}).items():
-            if value is not None:
-                values[_normalise_key(key)] = value
-        return cls.from_mapping(values, env=env or {}, job_file=job_file)
+        """Merge a job file, command-line ``overrides`` (``None`` values are ignored) and the environment.
+        ``reads_segment=False``: a command that reads no segment (``verify``) does not need one."""
+        values = merged(job_file, overrides)
+        return cls.from_mapping(values, env=env or {}, job_file=job_file, reads_segment=reads_segment)
 
     @classmethod
     def from_mapping(
-        cls, values: Mapping[str, Any], *, env: Mapping[str, str], job_file: Path | None = None
+        cls,
+        values: Mapping[str, Any],
+        *,
+        env: Mapping[str, str],
+        job_file: Path | None = None,
+        reads_segment: bool = True,
     ) -> JobConfig:
         where = f" in {job_file}" if job_file else ""
-        known = {f.name for f in fields(cls)} - {"credentials", "job_file", "clevertap_credentials"}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''}{where}: {', '.join(unknown)}")
+        refuse_unknown(set(values), known_options(), where)
         from_clevertap = values.get("clevertap_query") not in (None, "")
         if from_clevertap and values.get("segment") not in (None, ""):
             raise ConfigError("give either segment (a file) or clevertap_query (CleverTap's profiles API), not both")
-        for required, flag in (("segment", "--segment"), ("campaign", "--campaign"), ("rate_limit", "--rate-limit")):
-            if required == "segment" and from_clevertap:
-                continue
-            if values.get(required) in (None, ""):
-                hint = (
-                    " (the budget this job may spend, e.g. 80/min on a 100/min plan)"
-                    if required == "rate_limit"
-                    else ""
-                )
-                raise ConfigError(f"{required} is missing: give {flag} or set {required} in the job file{hint}")
+        without_segment = not reads_segment and values.get("segment") in (None, "")
+        _require(values, from_clevertap or without_segment)
 
         data = dict(values)
-        if from_clevertap:  # the day's audience file stands for the segment: set below, once the output is known
+        if without_segment and not from_clevertap:
+            data["segment"] = SegmentPaths()
+        elif from_clevertap:  # the day's audience file stands for the segment: set below, once the output is known
             data["segment"] = SegmentPaths([Path()])
             data["clevertap_query"] = Path(data["clevertap_query"])
         else:
@@ -180,25 +186,14 @@ class JobConfig:
         data["rate_limit"] = (
             data["rate_limit"] if isinstance(data["rate_limit"], Rate) else Rate.parse(data["rate_limit"])
         )
-        data["campaign"] = str(data["campaign"]).strip()
-        if not data["campaign"]:
-            raise ConfigError("campaign is empty: give the campaign's name or its camp_... id")
+        data["campaign"] = checks.campaign_given(data["campaign"])
         if data.get("output") in (None, ""):
             # beside the job file, never in the caller's working directory ($HOME under cron)
-            slug = slugify(data.get("distribution") or data["campaign"])
             folder = job_file.resolve().parent if job_file is not None else Path()
-            data["output"] = folder / f"{slug}-codes.csv"
+            data["output"] = folder / default_output_name(data.get("distribution") or data["campaign"])
         data["output"] = Path(data["output"])
-        if data.get("state") not in (None, ""):
-            data["state"] = Path(data["state"])
-        else:
-            data["state"] = None
-        for name in ("timeout", "max_pause", "progress_interval"):
-            if name in data:
-                try:
-                    data[name] = parse_duration(data[name])
-                except ConfigError as error:
-                    raise ConfigError(f"{name}: {error}") from None
+        data["state"] = Path(data["state"]) if data.get("state") not in (None, "") else None
+        checks.read_durations(data)
         if isinstance(data.get("api_url"), str):
             data["api_url"] = normalise_api_url(data["api_url"])
         config = cls(**data, job_file=job_file)
@@ -221,23 +216,27 @@ class JobConfig:
 
     def validate(self) -> None:
         """Checks that need no file or network access.  Raises :class:`ConfigError`."""
-        if self.api_url != SANDBOX:
-            parts = urlsplit(self.api_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError(f"api_url {self.api_url!r} is not a URL (e.g. {DEFAULT_API_URL}) nor 'sandbox'")
-            if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
-                raise ConfigError(
-                    f"api_url {self.api_url!r} is plain http: the app token would travel unencrypted; use https"
-                )
-        if not _PROPERTY_NAME.match(self.property_name) or len(self.property_name.encode()) > 120:
+        _check_api_url(self.api_url)
+        checks.check_property(self.property_name)
+        self._check_pacing()
+        checks.check_log_format(self.log_format)
+        if not 0.1 <= self.progress_interval <= 86400:
+            raise ConfigError(f"progress_interval {self.progress_interval}s must be between 0.1s and 1 day")
+        check_sandbox_names(self.sandbox, self.job_file)
+        checks.check_distribution(self.distribution)
+        checks.check_clevertap(self.clevertap)
+        if self.clevertap_query is not None and self.clevertap is None:
             raise ConfigError(
-                f"property {self.property_name!r} is not a usable CleverTap property name "
-                "(letters, digits, _ - and spaces, starting with a letter or _, at most 120 bytes)"
+                "clevertap_query needs --clevertap: the account's region (eu1, in1, …), a URL or 'sandbox'"
             )
-        if self.property_name.lower() in ("identity", "objectid", "email", "phone"):
-            raise ConfigError(
-                f"property {self.property_name!r} would overwrite a CleverTap identifier; choose another name"
-            )
+        checks.check_expiry_property(self.expiry_property, self.property_name)
+        checks.check_uploads(self.clevertap_batch, self.clevertap_concurrency)
+        if self.deliver_to not in DELIVERIES:
+            raise ConfigError(f"deliver_to {self.deliver_to!r} must be {' or '.join(DELIVERIES)}")
+        checks.check_files(self.layout)
+
+    def _check_pacing(self) -> None:
+        """How fast, how many at once, how long and how often: each within its range."""
         if self.concurrency is not None and not (isinstance(self.concurrency, int) and 1 <= self.concurrency <= 256):
             raise ConfigError(f"concurrency {self.concurrency!r} must be a whole number from 1 to 256")
         if not (isinstance(self.headroom, (int, float)) and 0.0 <= self.headroom < 1.0):
@@ -246,80 +245,40 @@ class JobConfig:
             )
         if not (isinstance(self.max_attempts, int) and 1 <= self.max_attempts <= 100):
             raise ConfigError(f"max_attempts {self.max_attempts!r} must be a whole number from 1 to 100")
-        if not 0.1 <= self.timeout <= 170:
-            raise ConfigError(
-                f"timeout {self.timeout}s must be between 0.1s and 170s (Voucherify cuts requests at 3 min)"
-            )
+        checks.check_timeout(self.timeout)
         if not 1.0 <= self.max_pause <= 7 * 86400:
             raise ConfigError(f"max_pause {self.max_pause:g}s must be between 1s and 7 days (e.g. 15min)")
         if self.limit is not None and not (
             isinstance(self.limit, int) and not isinstance(self.limit, bool) and self.limit >= 1
         ):
             raise ConfigError(f"limit {self.limit!r} must be a whole number of members, at least 1")
-        if self.log_format not in ("text", "json"):
-            raise ConfigError(f"log_format {self.log_format!r} must be text or json")
-        if not 0.1 <= self.progress_interval <= 86400:
-            raise ConfigError(f"progress_interval {self.progress_interval}s must be between 0.1s and 1 day")
-        self._check_sandbox_table()
-        if self.distribution is not None and not str(self.distribution).strip():
-            raise ConfigError("distribution is empty: leave it out to use the campaign, or give a name")
-        self._validate_clevertap()
-        if self.deliver_to not in DELIVERIES:
-            raise ConfigError(f"deliver_to {self.deliver_to!r} must be {' or '.join(DELIVERIES)}")
-        if self.output.suffix.lower() != ".csv":
-            raise ConfigError(f"output {self.output} must end in .csv (CleverTap's upload takes CSV)")
-        if self.layout.journal.resolve() == self.output.resolve():
-            raise ConfigError("state and output point at the same file")
 
-    def _check_sandbox_table(self) -> None:
-        """A ``[sandbox]`` typo is refused now, before the segment is read; its values too when it is used."""
-        from .sandbox import OPTIONS, sandbox_config
 
-        where = f"[sandbox] of {self.job_file}" if self.job_file else "[sandbox]"
-        unknown = sorted(set(self.sandbox) - set(OPTIONS) - {"_base", "clevertap"})
-        if unknown:
-            raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''} in {where}: {', '.join(unknown)}")
-        if self.uses_sandbox:
-            options = {key: value for key, value in self.sandbox.items() if key != "_base"}
-            sandbox_config(options, base=self.sandbox.get("_base"), where=where)
-        table = self.sandbox.get("clevertap")
-        if table is not None:
-            from .sandbox import CleverTapConfig
+def known_options() -> set[str]:
+    """The options a job file or the flags may set: :class:`JobConfig`'s fields but those filled in by loading."""
+    return {f.name for f in fields(JobConfig)} - {"credentials", "job_file", "clevertap_credentials"}
 
-            if not isinstance(table, Mapping):
-                raise ConfigError(f"{where[:-1]}.clevertap] must be a table")
-            try:
-                CleverTapConfig.parse(table)
-            except TypeError as error:
-                raise ConfigError(f"{where[:-1]}.clevertap]: {error}") from None
 
-    def _validate_clevertap(self) -> None:
-        if self.clevertap is not None:
-            resolve_url(str(self.clevertap))
-        if self.clevertap_query is not None and self.clevertap is None:
-            raise ConfigError(
-                "clevertap_query needs --clevertap: the account's region (eu1, in1, …), a URL or 'sandbox'"
-            )
-        expiry = self.expiry_property
-        if expiry is not None and (
-            not _PROPERTY_NAME.match(expiry)
-            or len(expiry.encode()) > 120
-            or expiry.lower() in ("identity", "objectid", "email", "phone", self.property_name.lower())
-        ):
-            raise ConfigError(
-                f"expiry_property {expiry!r} is not a usable CleverTap property name, or is an identifier "
-                "or the code's property; choose another name"
-            )
-        if not (isinstance(self.clevertap_batch, int) and 1 <= self.clevertap_batch <= 1000):
-            raise ConfigError(
-                f"clevertap_batch {self.clevertap_batch!r} must be a whole number from 1 to 1000 "
-                "(CleverTap's limit per upload)"
-            )
-        if not (isinstance(self.clevertap_concurrency, int) and 1 <= self.clevertap_concurrency <= 15):
-            raise ConfigError(
-                f"clevertap_concurrency {self.clevertap_concurrency!r} must be a whole number from 1 to 15 "
-                "(CleverTap answers 429 beyond 15 concurrent requests)"
-            )
+def _require(values: Mapping[str, Any], segment_elsewhere: bool) -> None:
+    """The options every run needs: the segment (unless CleverTap's profiles query gives it, or none is read),
+    the campaign and the rate."""
+    for required, flag in (("segment", "--segment"), ("campaign", "--campaign"), ("rate_limit", "--rate-limit")):
+        if required == "segment" and segment_elsewhere:
+            continue
+        if values.get(required) in (None, ""):
+            hint = " (the budget this job may spend, e.g. 80/min on a 100/min plan)" if required == "rate_limit" else ""
+            raise ConfigError(f"{required} is missing: give {flag} or set {required} in the job file{hint}")
+
+
+def _check_api_url(api_url: str) -> None:
+    """A URL (https, or http on loopback only: the app token travels in every request), or ``sandbox``."""
+    if api_url == SANDBOX:
+        return
+    parts = urlsplit(api_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"api_url {api_url!r} is not a URL (e.g. {DEFAULT_API_URL}) nor 'sandbox'")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise ConfigError(f"api_url {api_url!r} is plain http: the app token would travel unencrypted; use https")
 
 
 def refuse_stand_in_codes_for_real_profiles(config: JobConfig) -> None:
@@ -351,66 +310,3 @@ def normalise_api_url(url: str) -> str:
     if url.lower().endswith("/v1"):
         url = url[:-3].rstrip("/")
     return url
-
-
-def publication_source_id(distribution: str, campaign: str, identity: str) -> str:
-    """The idempotency key of one customer's publication of one campaign in one distribution.
-
-    Deterministic, so a retry or a rerun asks Voucherify for the same publication and gets the same code back;
-    different for another campaign (even under the same distribution name: Voucherify would otherwise answer
-    ``duplicate_source_id`` and the look-up would find the other campaign's code) and for another distribution.
-    ``campaign`` is the campaign's ``camp_…`` id when the pre-flight resolved it, else the configured campaign;
-    the journal pins the choice on its first run (meta ``key_campaign``) and each member's key on its first call.
-    Identities can be 1023 characters of anything, so the key carries a hash, prefixed with a readable slug.
-    """
-    material = b"\x00".join((b"v2", distribution.encode(), campaign.encode(), identity.encode()))
-    digest = hashlib.sha256(material).hexdigest()[:32]
-    return f"{slugify(distribution)[:40]}-{digest}"
-
-
-def publication_source_id_v1(distribution: str, identity: str) -> str:
-    """The key of journals before schema 5 (distribution and customer only): kept for their members' calls."""
-    digest = hashlib.sha256(distribution.encode() + b"\x00" + identity.encode()).hexdigest()[:32]
-    return f"{slugify(distribution)[:40]}-{digest}"
-
-
-def slugify(text: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return slug or "distribution"
-
-
-_RENAMED = {"property": "property_name"}
-
-
-def _normalise_key(key: str) -> str:
-    key = key.replace("-", "_")
-    return _RENAMED.get(key, key)
-
-
-def _read_job_file(path: Path) -> dict[str, Any]:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"job file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"job file {path} cannot be read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"job file {path} is not valid TOML: {exc}") from None
-
-    base = path.resolve().parent
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        key = _normalise_key(key)
-        if key == "sandbox":
-            if not isinstance(value, dict):
-                raise ConfigError(f"[sandbox] in {path} must be a table")
-            values["sandbox"] = {**{_normalise_key(k): v for k, v in value.items()}, "_base": base}
-            continue
-        if isinstance(value, dict):
-            raise ConfigError(f"unknown table [{key}] in {path}")
-        if key in ("segment", "output", "state", "clevertap_query") and isinstance(value, str) and value:
-            value = os.path.normpath(base / value)
-        elif key == "segment" and isinstance(value, list):  # several parts, each relative to the job file
-            value = [os.path.normpath(base / item) if isinstance(item, str) and item else item for item in value]
-        values[key] = value
-    return values

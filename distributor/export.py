@@ -23,19 +23,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 from . import outputs
-from .config import DEFAULT_PROPERTY, JobConfig
+from .config import DEFAULT_PROPERTY
 from .errors import JournalError
+from .files import HandOffSettings
 from .journal import Journal
+from .layout import Layout
 
 log = logging.getLogger("distributor")
 
 _Item = TypeVar("_Item")
+
+
+@dataclass(frozen=True)
+class _Upload:
+    """The upload's shape: its files, the key column, the code's property and the expiry's (if any)."""
+
+    layout: Layout
+    key: str
+    property_name: str
+    expiry_property: str | None
 
 
 @dataclass(frozen=True)
@@ -66,7 +78,7 @@ CALL_ENDPOINTS = {
 UNKNOWN_OUTCOME = "unknown"
 
 
-def export_calls(config: JobConfig, journal: Journal) -> tuple[Path, int]:
+def export_calls(config: HandOffSettings, journal: Journal) -> tuple[Path, int]:
     """``distributor export --calls``: write ``<name>.calls.csv`` from one snapshot of the journal; returns the path
     and the number of calls.  Columns: ``at`` (UTC, ISO 8601, milliseconds), ``run``, the member's identity (the
     journal's key column; empty for a campaign check), ``kind``, ``endpoint``, ``outcome`` (``ok``, ``refused``,
@@ -95,18 +107,27 @@ def export_calls(config: JobConfig, journal: Journal) -> tuple[Path, int]:
     return path, count
 
 
-def export_files(config: JobConfig, journal: Journal, *, run_id: int, delta_run: int, key: str) -> Exported:
+def export_files(
+    config: HandOffSettings,
+    journal: Journal,
+    *,
+    run_id: int,
+    delta_run: int,
+    key: str,
+    property_name: str | None = None,
+) -> Exported:
     """Write the codes CSV, the manifest, the errors report, run ``run_id``'s skipped-rows report, run
     ``delta_run``'s delta file, and the members who left the segment — all from one snapshot of the journal.
+    The code's column is ``property_name``, else the configuration's.
 
-    The caller holds ``outputs.files_lock(config.output)``: reading the snapshot and writing happen under it.
+    The caller holds ``outputs.files_lock(config.layout.output)``: reading the snapshot and writing happen under it.
     """
-    property_name = config.property_name
+    upload = _Upload(config.layout, key, property_name or config.property_name, config.expiry_property)
     formula_like = _Tally()
     with journal.snapshot():
-        codes = _write_codes(config, journal, config.output, key=key)
+        codes = _write_codes(upload, journal, upload.layout.output)
         outputs.write_manifest(
-            config.layout.manifest, key=key, property=property_name, expiry_property=config.expiry_property
+            upload.layout.manifest, key=key, property=upload.property_name, expiry_property=upload.expiry_property
         )
         errors = outputs.write_errors(
             config.layout.errors, formula_like.watch(journal.failures(), lambda failure: failure.identity), key=key
@@ -114,16 +135,16 @@ def export_files(config: JobConfig, journal: Journal, *, run_id: int, delta_run:
         outputs.write_skipped(config.layout.skipped, formula_like.watch(journal.skipped(run_id), lambda row: row[1]))
         skipped = sum(journal.skipped_counts(run_id).values())  # every skipped row, listed in the report or not
         since = journal.delivered_through(before=delta_run)
-        delta = _write_delta(config, journal, delta_run, since, key=key)
+        delta = _write_delta(upload, journal, delta_run, since)
         left = _write_left(config.layout.left, journal, run_id, key=key, tally=formula_like)
     if formula_like.count:
         log.warning(
             "%d identities in the reports for people (errors, skipped, left) start with =, +, -, @, a tab or a "
             "carriage return: those reports prefix them with ' so a spreadsheet shows them instead of running "
-            "them; %s keeps them exact", formula_like.count, config.output.name,
+            "them; %s keeps them exact", formula_like.count, config.layout.output.name,
         )
     files = {
-        "codes": config.output,
+        "codes": config.layout.output,
         "manifest": config.layout.manifest,
         "errors": config.layout.errors,
         "skipped": config.layout.skipped,
@@ -137,20 +158,20 @@ def export_files(config: JobConfig, journal: Journal, *, run_id: int, delta_run:
 
 
 def _write_codes(
-    config: JobConfig, journal: Journal, path: Path, *, key: str, since: int | None = None, through: int | None = None
+    upload: _Upload, journal: Journal, path: Path, *, since: int | None = None, through: int | None = None
 ) -> int:
     """A codes CSV: every code, or (``since``) those published after run ``since`` up to run ``through``.  With
     ``--expiry-property`` (h7-clevertap) a third column holds each code's expiration date."""
-    if config.expiry_property is None:
+    if upload.expiry_property is None:
         rows = journal.codes() if since is None else journal.codes_published_after(since, through=through)
-        return outputs.write_codes(path, rows, key=key, property=config.property_name)
+        return outputs.write_codes(path, rows, key=upload.key, property=upload.property_name)
     return outputs.write_codes_with_expiry(
-        path, journal.codes_with_expiry(after_run=-1 if since is None else since, through=through), key=key,
-        property=config.property_name, expiry_property=config.expiry_property,
+        path, journal.codes_with_expiry(after_run=-1 if since is None else since, through=through), key=upload.key,
+        property=upload.property_name, expiry_property=upload.expiry_property,
     )
 
 
-def export_journal(config: JobConfig, journal: Journal, *, property_name: str | None = None) -> Exported:
+def export_journal(config: HandOffSettings, journal: Journal, *, property_name: str | None = None) -> Exported:
     """``distributor export``: rewrite the files of ``config``'s distribution from its journal, as the end of the
     latest run wrote (or will write) them.
 
@@ -162,25 +183,21 @@ def export_journal(config: JobConfig, journal: Journal, *, property_name: str | 
     """
     key = journal.meta("key") or "identity"
     chosen = property_name or journal.meta("property") or config.property_name or DEFAULT_PROPERTY
-    if chosen != config.property_name:
-        config = replace(config, property_name=chosen)
-    with outputs.files_lock(config.output):
+    with outputs.files_lock(config.layout.output):
         loaded, latest = journal.latest_run(loaded=True), journal.latest_run()
         if loaded is None or latest is None:
             raise JournalError(f"journal {journal.path} holds no run yet: nothing to export")
-        outputs.remove_stale_temporaries(config.output)
-        return export_files(config, journal, run_id=loaded.id, delta_run=latest.id, key=key)
+        outputs.remove_stale_temporaries(config.layout.output)
+        return export_files(config, journal, run_id=loaded.id, delta_run=latest.id, key=key, property_name=chosen)
 
 
-def _write_delta(
-    config: JobConfig, journal: Journal, run_id: int, since: int, *, key: str
-) -> tuple[Path, int] | None:
+def _write_delta(upload: _Upload, journal: Journal, run_id: int, since: int) -> tuple[Path, int] | None:
     """Run ``run_id``'s delta: the codes published after run ``since`` up to it; nothing when there are none."""
     started_at = journal.run_started_at(run_id)
     if started_at is None or next(journal.codes_published_after(since, through=run_id), None) is None:
         return None
-    path = config.layout.delta(run_id, started_at)
-    return path, _write_codes(config, journal, path, key=key, since=since, through=run_id)
+    path = upload.layout.delta(run_id, started_at)
+    return path, _write_codes(upload, journal, path, since=since, through=run_id)
 
 
 def _write_left(path: Path, journal: Journal, run_id: int, *, key: str, tally: _Tally) -> int:

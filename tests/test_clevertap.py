@@ -508,7 +508,7 @@ def test_expiry_property_pushes_a_clevertap_date_and_writes_a_date_column(tmp_pa
 def test_query_relative_dates_become_clevertap_day_numbers(tmp_path: Path) -> None:
     from datetime import date
 
-    from distributor.clevertap.audience import read_query
+    from distributor.audience import read_query
 
     path = tmp_path / "q.json"
     path.write_text(
@@ -574,7 +574,7 @@ def test_run_reads_the_audience_from_clevertap_then_next_day_publishes_only_newc
 
 
 def test_paging_many_profiles_with_a_small_batch(tmp_path: Path, stand_in, monkeypatch: pytest.MonkeyPatch) -> None:
-    from distributor.clevertap import audience
+    from distributor import audience
 
     monkeypatch.setattr(audience, "BATCH_SIZE", 7)
     server = stand_in()

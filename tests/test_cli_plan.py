@@ -10,10 +10,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import SANDBOX_ENV, make_config, run, write_segment
 
-from distributor import planning
 from distributor.cli import main
 from distributor.journal import Journal
-from distributor.planning import make_plan
+from distributor.planning import make_plan, preflight
 from distributor.sandbox.campaigns import Campaign, default_campaigns
 
 
@@ -243,7 +242,7 @@ def test_another_campaigns_journal_exits_2_as_run_would(tmp_path: Path, sandbox)
 
 
 def test_no_answer_leaves_the_campaign_unchecked_after_two_calls(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(planning, "_SECOND_ATTEMPT_AFTER", 0.0)
+    monkeypatch.setattr(preflight, "_SECOND_ATTEMPT_AFTER", 0.0)
     seen: list[str] = []
 
     def unavailable(request: httpx.Request) -> httpx.Response:

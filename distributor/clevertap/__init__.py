@@ -1,6 +1,6 @@
-"""CleverTap: the server API client (``client``) and the audience read from its profiles query (``audience``,
-imported as ``distributor.clevertap.audience``: it pages through the run's own connection, so it is not loaded
-with the client)."""
+"""CleverTap: the server API client (``client``), its credentials and regions.  What the run does with it lives
+above: pushing the codes (:mod:`distributor.push`) and reading the audience of a profiles query
+(:mod:`distributor.audience`)."""
 
 from ..credentials import (
     ENV_ACCOUNT_ID,

@@ -13,11 +13,7 @@ import click
 from .._version import __version__
 from ..errors import EXIT_STOPPED
 from .edge import DistributorGroup, Failure, load_config, setup_logging
-from .options import (
-    clevertap_options,
-    files_config,
-    job_options,
-)
+from .options import clevertap_options, files_of, job_options
 from .render import render_plan, render_summary
 
 
@@ -66,7 +62,7 @@ def run(job_file: Path | None, **options: Any) -> None:
         setup_logging(config)
     try:
         if config.clevertap_query is not None:  # h7-clevertap: the segment from CleverTap's profiles API
-            from ..clevertap.audience import fetch_audience
+            from ..audience import fetch_audience
 
             config = fetch_audience(config)
         result = run_distribution(config, reporter=reporter, handle_signals=True)
@@ -99,7 +95,7 @@ def push(job_file: Path | None, push_all: bool, **options: Any) -> None:
     """
     from ..push import run_push
 
-    config = files_config(job_file, options, need_output=True)
+    config = files_of(job_file, options)
     setup_logging(config)
     outcome = run_push(config, resend_all=push_all, property_name=options.get("property_name"))
     exit_code, _, message = outcome.verdict(0, "completed", "CleverTap holds every code")
@@ -261,7 +257,7 @@ def plan(job_file: Path | None, cycle_quota: int | None, cycle_used: int, as_jso
     config = load_config(job_file, options)
     setup_logging(config)
     if config.clevertap_query is not None:  # the audience a run would read: CleverTap's answer today
-        from ..clevertap.audience import fetch_audience
+        from ..audience import fetch_audience
 
         config = fetch_audience(config)
     result = make_plan(config, cycle_quota=cycle_quota, cycle_used=cycle_used)

@@ -16,6 +16,7 @@ import click
 
 from ..config import JobConfig
 from ..errors import DistributorError
+from ..files import DistributionFiles
 
 
 class Failure(click.ClickException):
@@ -39,12 +40,17 @@ class DistributorGroup(click.Group):
             raise Failure(str(error), error.exit_code) from None
 
 
-def load_config(job_file: Path | None, options: dict[str, Any]) -> JobConfig:
-    """The job's configuration: JOB_FILE, the flags and the environment."""
-    return JobConfig.load(job_file, options, os.environ)
+def load_config(job_file: Path | None, options: dict[str, Any], *, reads_segment: bool = True) -> JobConfig:
+    """The job's configuration: JOB_FILE, the flags and the environment; its ``[sandbox]`` tables read as the
+    stand-ins will read them, so that a wrong value there is refused before the segment is read."""
+    from ..sandbox import check_tables
+
+    config = JobConfig.load(job_file, options, os.environ, reads_segment=reads_segment)
+    check_tables(config)
+    return config
 
 
-def setup_logging(config: JobConfig, console: Any = None) -> None:
+def setup_logging(config: JobConfig | DistributionFiles, console: Any = None) -> None:
     """Logging as the job asks (-v, --log-format); ``console``: the live progress display's, when there is one."""
     from ..logs import setup_logging as configure
 

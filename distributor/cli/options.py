@@ -1,17 +1,19 @@
-"""The options every command that works on a distribution shares, and how a command that only reads a
-distribution's files finds them."""
+"""The options every command that works on a distribution shares, and how a command that only reads or rewrites
+a distribution's files finds them."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..config import DEFAULT_API_URL, DEFAULT_PROPERTY, JobConfig
+from ..config import DEFAULT_API_URL, DEFAULT_PROPERTY
 from ..errors import EXIT_UNUSABLE_INPUT
-from .edge import Failure, load_config
+from ..files import DistributionFiles, find_files
+from .edge import Failure
 
 
 def job_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -170,62 +172,7 @@ def _looks_like_export(path: Path) -> bool:
     return head.startswith(_DATA_MAGIC)
 
 
-def with_unused_segment(job_file: Path | None, options: dict[str, Any]) -> dict[str, Any]:
-    """verify reads no segment: a placeholder stands in when neither the flags nor the job file name one."""
-    if options.get("segment") is None and "segment" not in job_file_keys(job_file):
-        return {**options, "segment": "unused.csv"}
-    return options
-
-
 # ---------------------------------------------------------------------- reading a distribution's files
-_LOCATING = ("output", "state", "campaign", "distribution")
-
-
-def journal_path_of(job_file: Path | None, options: dict[str, Any]) -> Path:
-    """The journal of the distribution the options name: --state as given, else found like run finds it."""
-    if options.get("state") is not None and job_file is None:
-        return Path(options["state"])
-    return files_config(job_file, options, need_output=False).layout.journal
-
-
-def files_config(job_file: Path | None, options: dict[str, Any], *, need_output: bool) -> JobConfig:
-    """The configuration of a distribution whose files are only read or rewritten (status, export).
-
-    These commands read no segment and call no API, so the segment, the rate and the keys may be missing: the
-    options only have to say where the files are (a JOB_FILE, --output, --state, or the --campaign /
-    --distribution the default output is named after).
-    """
-    given = {key: value for key, value in options.items() if value is not None}
-    present = set(given) | job_file_keys(job_file)
-    if not present & set(_LOCATING) and job_file is None:
-        raise Failure("which distribution? give its JOB_FILE, --output or --state", EXIT_UNUSABLE_INPUT)
-    placeholders: dict[str, Any] = {}
-    for key, value in (("segment", "unused.csv"), ("rate_limit", "1/s"), ("campaign", "unused")):
-        if key == "segment" and "clevertap_query" in present:  # h7-clevertap: the audience stands for the segment
-            continue
-        if key not in present:
-            placeholders[key] = value
-    if "output" not in present and "campaign" not in present and "distribution" not in present:
-        state = Path(given["state"]) if "state" in given else None
-        if state is not None and state.name.endswith(".journal.sqlite"):
-            placeholders["output"] = state.with_name(state.name.removesuffix(".journal.sqlite") + ".csv")
-        elif need_output:
-            raise Failure(f"give --output: the CSV to write (the journal {state} does not say)", EXIT_UNUSABLE_INPUT)
-        else:
-            placeholders["output"] = Path("unused.csv")
-    # no API call is made: the embedded sandbox's "keys" stand in, so none are needed
-    return load_config(job_file, {**placeholders, **given, "api_url": "sandbox"})
-
-
-def job_file_keys(job_file: Path | None) -> set[str]:
-    """The option names a job file sets (``set()`` when it cannot be read: loading it then says why)."""
-    if job_file is None:
-        return set()
-    import tomllib
-
-    try:
-        raw = tomllib.loads(job_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return set()
-    names = {key.replace("-", "_") for key in raw}
-    return {"property_name" if name == "property" else name for name in names}
+def files_of(job_file: Path | None, options: dict[str, Any]) -> DistributionFiles:
+    """The files (and CleverTap settings) of the distribution a command that publishes nothing works on."""
+    return find_files(job_file, options, os.environ)

@@ -14,7 +14,7 @@ from ..errors import EXIT_STOPPED, EXIT_UNUSABLE_INPUT, DistributorError
 from ..status import DEFAULT_ERRORS
 from .commands import main
 from .edge import Failure, load_config, setup_logging
-from .options import clevertap_options, files_config, job_options, journal_path_of, with_unused_segment
+from .options import clevertap_options, files_of, job_options
 from .render import delta_line, render_audit_cost, render_status
 
 
@@ -49,6 +49,7 @@ def status(job_file: Path | None, error_count: int, window: str, as_json: bool, 
         distributor status --state out/reactivation.journal.sqlite --errors 20
         watch -n 30 distributor status jobs/reactivation.toml
     """
+    from ..files import find_journal
     from ..status import read_status
     from ..units import parse_duration
 
@@ -56,7 +57,7 @@ def status(job_file: Path | None, error_count: int, window: str, as_json: bool, 
         seconds = parse_duration(window)
     except DistributorError as error:
         raise Failure(f"--window: {error}", error.exit_code) from None
-    journal_path = journal_path_of(job_file, options)
+    journal_path = find_journal(job_file, options)
     report = read_status(journal_path, errors=error_count, window=max(1.0, seconds))
     click.echo(json.dumps(report.to_dict(), indent=2, default=str) if as_json else render_status(report))
 
@@ -98,7 +99,7 @@ def export(job_file: Path | None, as_json: bool, calls_only: bool, **options: An
     from ..journal import Journal
     from ..status import no_journal, run_in_progress
 
-    config = files_config(job_file, options, need_output=True)
+    config = files_of(job_file, options)
     if not config.layout.journal.exists():
         raise Failure(no_journal(config.layout.journal), EXIT_UNUSABLE_INPUT)
     try:
@@ -149,7 +150,7 @@ def _export_calls(job_file: Path | None, options: dict[str, Any], as_json: bool)
     from ..journal import Journal
     from ..status import no_journal
 
-    config = files_config(job_file, options, need_output=True)
+    config = files_of(job_file, options)
     if not config.layout.journal.exists():
         raise Failure(no_journal(config.layout.journal), EXIT_UNUSABLE_INPUT)
     try:
@@ -212,7 +213,7 @@ def verify_command(
 
     if check_all and sample is not None:
         raise Failure("give --sample N or --all, not both", EXIT_UNUSABLE_INPUT)
-    config = load_config(job_file, with_unused_segment(job_file, options))
+    config = load_config(job_file, options, reads_segment=False)
     setup_logging(config)
     seed = random.SystemRandom().randrange(1, 1_000_000) if seed is None and not check_all else seed
     try:

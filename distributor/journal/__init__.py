@@ -5,6 +5,7 @@
   :mod:`.intake` (the segment loaded in batches, an unchanged export taken over), :mod:`.leavers` (the watch list
   and the leavers owed a code), :mod:`.pushes` (CleverTap's push state), :mod:`.reports` (the read-only queries of
   ``status``, ``plan``, ``export``, ``verify`` and the run's summary) and :mod:`.base` (transactions, ``meta``);
+* :mod:`.batch` — several calls' and answers' writes in one commit (a run's group commits);
 * :mod:`.rows` — the states and typed rows the queries return;
 * :mod:`.schema` — tables, kept counts and migrations; :mod:`.lock` — one process at a time;
 * :mod:`.fingerprint` — telling that an export is the one loaded already, so a rerun does not read it again;

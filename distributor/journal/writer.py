@@ -3,7 +3,9 @@
 It is the source of truth of a distribution; the CSV files are views of it.  Its rules:
 
 * A member moves ``pending → sending → done(code) | failed(reason)``.  ``sending`` is written (and committed)
-  *before* each publication call, with a row in ``calls``; the answer is committed as soon as it arrives.  A
+  *before* each publication call, with a row in ``calls``; the answer is committed when it arrives — a run groups
+  both (:meth:`write_batch`, :mod:`distributor.run.recording`): calls ready together share the commit that precedes
+  their sending, answers share commits of their own a fraction of a second later, always before the run ends.  A
   member found ``sending`` on resume may or may not have been published: it is sent again with the *same*
   publication ``source_id``, and Voucherify hands back the code it committed the first time.  That key is stored
   in the member's row (``members.source_id``) when its first call is logged, and reused for ever after: a later
@@ -35,6 +37,7 @@ from typing import Self
 from ..errors import JournalError, StorageError
 from . import lock as locking
 from . import schema
+from .batch import Batch, BatchWriter, CallOutcome, NewCall, SavedCode
 from .intake import SegmentIntake
 from .leavers import LeaverState
 from .pushes import PushState
@@ -44,7 +47,7 @@ from .rows import FAILED, PENDING, SENDING, Member
 _LOADED_EXPORT = "loaded_export"
 
 
-class Journal(SegmentIntake, LeaverState, PushState):
+class Journal(SegmentIntake, LeaverState, PushState, BatchWriter):
     """One distribution's SQLite journal.  Not shared between threads; open one per thread."""
 
     def __init__(self, path: Path, connection: sqlite3.Connection, readonly: bool) -> None:
@@ -234,29 +237,15 @@ class Journal(SegmentIntake, LeaverState, PushState):
     ) -> int:
         """Record an API call about to be sent; a publication also marks its member ``sending`` and pins its key
         (``source_id``) unless it already has one.  Commits.  Returns the call's id, for
-        :meth:`record_call_outcome`."""
+        :meth:`record_call_outcome`.  (A run groups its calls: :meth:`write_batch`.)"""
         at = time.time() if at is None else at
-        with self._transaction():
-            cursor = self._db.execute(
-                "INSERT INTO calls (run_id, at, kind, member_id) VALUES (?, ?, ?, ?)", (run_id, at, kind, member_id)
-            )
-            if kind == "publish" and member_id is not None:
-                self._db.execute(
-                    """UPDATE members SET state = 'sending', attempts = attempts + 1, updated_at = ?,
-                           source_id = coalesce(source_id, ?)
-                       WHERE id = ? AND state <> 'done'""",
-                    (at, source_id, member_id),
-                )
-        return int(cursor.lastrowid or 0)
+        (call_id,) = self.write_batch(Batch(calls=[NewCall(run_id, kind, member_id, at, source_id)]))
+        return call_id
 
     def record_call_outcome(self, call_id: int, *, outcome: str, status: int | None, request_id: str | None) -> None:
         """Record how call ``call_id`` ended: ``outcome`` (``ok``, ``refused``, ``timeout``, …), the HTTP status and
         Voucherify's ``request_id``.  Commits."""
-        with self._transaction():
-            self._db.execute(
-                "UPDATE calls SET outcome = ?, status = ?, request_id = ? WHERE id = ?",
-                (outcome, status, request_id, call_id),
-            )
+        self.write_batch(Batch(outcomes=[CallOutcome(call_id, outcome, status, request_id)]))
 
     def source_id(self, member_id: int) -> str | None:
         """The publication key this member's calls are made with (``None``: never called)."""
@@ -267,17 +256,7 @@ class Journal(SegmentIntake, LeaverState, PushState):
         self, member_id: int, run_id: int, *, code: str, publication_id: str | None, expires_at: float | None = None
     ) -> None:
         """Save the code Voucherify holds for this member (and when it expires, if it does).  Commits."""
-        with self._transaction():
-            if expires_at is not None:  # h7-clevertap: --expiry-property
-                self._db.execute(
-                    "INSERT OR REPLACE INTO code_expiry (member_id, expires_at) VALUES (?, ?)", (member_id, expires_at)
-                )
-            self._db.execute(
-                """UPDATE members SET state = 'done', code = ?, publication_id = ?, done_run = ?,
-                       error_status = NULL, error_key = NULL, error_message = NULL, request_id = NULL, updated_at = ?
-                   WHERE id = ?""",
-                (code, publication_id, run_id, time.time(), member_id),
-            )
+        self.write_batch(Batch(codes=[SavedCode(member_id, run_id, code, publication_id, expires_at)]))
 
     def fail(
         self,

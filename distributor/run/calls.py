@@ -1,5 +1,6 @@
-"""One logical call to Voucherify — wait for the throttle, log it in the journal, send it, apply the retry policy —
-and what a failure means for the member and for the run.
+"""One logical call to Voucherify — wait for the throttle, log it in the journal (a commit shared with the calls
+ready at the same moment, :mod:`.recording`), send it, apply the retry policy — and what a failure means for the
+member and for the run.
 
 Only a definite refusal fails a member.  Transient failures (no answer, 5xx, 429, a look-up that finds nothing) are
 retried with backoff for as long as Voucherify fails for everyone — the outage rule stops the run resumably after a
@@ -11,6 +12,7 @@ use up an attempt.  The pre-flight call gives up after ``max_attempts`` only onc
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -20,10 +22,12 @@ import anyio
 from ..config import JobConfig
 from ..errors import StopRun
 from ..journal import Journal, Member
+from ..journal.batch import CallOutcome, NewCall
 from ..pacing.retry import Action, Decision, backoff, decide
 from ..units import format_duration
 from ..voucherify import ApiError, Publication, TransportError, VoucherifyClient
 from .pace import Pace
+from .recording import Recorder
 from .stats import RunStats
 from .stopping import Stopping
 
@@ -91,6 +95,8 @@ class Calls:
     ) -> None:
         self.config, self.journal, self.run_id, self.api = config, journal, run_id, api
         self.pace, self.stats, self.stopping = pace, stats, stopping
+        #: the journal's writes of these calls and their answers, in shared commits
+        self.recorder = Recorder(journal, stats, stopping)
         self._consecutive_failures = 0
         self._last_success = anyio.current_time()
         #: members whose latest call failed transiently → (first, latest failure), loop time: tells a member's
@@ -112,7 +118,7 @@ class Calls:
         while True:
             if not await self.pace.turn(self.stopping):
                 return None
-            call_id = self._log_call(kind, member, source_id=source_id)
+            call_id = await self._log_call(kind, member, source_id=source_id)
             served_before = self._last_success  # the latest success when this attempt was sent
             try:
                 result = await send()
@@ -199,7 +205,7 @@ class Calls:
         for attempt in range(1, self.config.max_attempts + 1):
             if not await self.pace.turn(self.stopping):
                 return None
-            call_id = self._log_call("lookup", member, source_id=source_id)
+            call_id = await self._log_call("lookup", member, source_id=source_id)
             log.debug("look-up%s: the publication under source_id %s exists (duplicate_source_id or a lost answer); "
                       "fetching its code, attempt %d", _row_of(member), source_id, attempt,
                       extra={"event": "lookup", "row": member.seen_row, "source_id": source_id, "attempt": attempt})
@@ -275,9 +281,11 @@ class Calls:
         return False
 
     # ------------------------------------------------------------------ the journal's record
-    def _log_call(self, kind: str, member: Member | None, *, source_id: str | None = None) -> int:
+    async def _log_call(self, kind: str, member: Member | None, *, source_id: str | None = None) -> int:
+        """Log the call in the journal — committed, with the others ready at this moment — before it is sent."""
+        call = NewCall(self.run_id, kind, member.id if member else None, time.time(), source_id)
+        call_id = await self.recorder.log_call(call)
         now = anyio.current_time()
-        call_id = self.journal.log_call(self.run_id, kind, member.id if member else None, source_id=source_id)
         self.stats.calls[kind] += 1
         if self.stats.first_call is None:
             self.stats.first_call = now
@@ -286,9 +294,7 @@ class Calls:
 
     def _record(self, call_id: int, error: ApiError | TransportError | None) -> None:
         record = call_record(error)
-        self.journal.record_call_outcome(
-            call_id, outcome=record.outcome, status=record.status, request_id=record.request_id
-        )
+        self.recorder.record_outcome(CallOutcome(call_id, record.outcome, record.status, record.request_id))
 
 
 def _stop(decision: Decision) -> StopRun:

@@ -16,7 +16,8 @@ The order of a run, and why:
    (:mod:`.publishing`);
 3. members without a code are dispatched in segment order, each call waiting for its turn at the throttle
    (:mod:`.pace`), as many in flight as the latency needs; every call is logged in the journal before it is sent
-   and every code saved as soon as it arrives (:mod:`.calls`);
+   and every code saved when it arrives, in commits shared by the calls and answers around it (:mod:`.calls`,
+   :mod:`.recording`);
 4. the files are rewritten from the journal, even when the run stops early (:mod:`.ending`, :mod:`.summary`).
 """
 
@@ -256,8 +257,16 @@ class Distribution:
 
         # Everything that calls Voucherify runs in this scope: a stop gives it a deadline (STOP_GRACE), a second
         # signal cancels it at once; members whose call was cut stay `sending` and are re-sent on resume.
+        # Answers are committed in groups (.recording): all of them before the files, the last pushes and the summary.
         with anyio.CancelScope() as self._stopping.work_scope:
-            await alongside(preflight_and_publish, *([self._report] if self.reporter is not None else []))
+            try:
+                await alongside(
+                    preflight_and_publish,
+                    calls.recorder.settle_regularly,
+                    *([self._report] if self.reporter is not None else []),
+                )
+            finally:
+                calls.recorder.settle()
 
     async def _report(self) -> None:
         assert self.reporter is not None and self._pace is not None

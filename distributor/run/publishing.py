@@ -12,6 +12,7 @@ import anyio
 from ..config import JobConfig, publication_source_id
 from ..errors import StopRun, StorageError
 from ..journal import Journal, Member
+from ..journal.batch import SavedCode
 from ..push import expiry_epoch
 from ..voucherify import Campaign, Publication
 from .calls import Calls
@@ -181,11 +182,11 @@ class Publisher:
             self.stats.failed += 1
             return
         self._learn_campaign_name(publication)
-        self.journal.complete(
-            member.id, self.run_id, code=publication.code, publication_id=publication.id,
+        # committed with the answers around it, and counted as published then (.recording)
+        self.calls.recorder.save_code(SavedCode(
+            member.id, self.run_id, publication.code, publication.id,
             expires_at=expiry_epoch(publication.expiration_date),  # h7-clevertap: --expiry-property
-        )
-        self.stats.published += 1
+        ))
 
     def _mismatch(self, member: Member, publication: Publication) -> tuple[str, str] | None:
         """``(error key, message)`` when ``publication`` is not ``member``'s publication of this campaign."""

@@ -15,7 +15,7 @@ Production code imports the stand-in from here only (this package's names), neve
 
 from .campaigns import Campaign, default_campaigns, load_campaigns
 from .clevertap import CleverTapConfig, CleverTapWorld
-from .embedded import OPTIONS, embedded_clevertap, embedded_sandbox, sandbox_config
+from .embedded import OPTIONS, check_tables, clevertap_config, embedded_clevertap, embedded_sandbox, sandbox_config
 from .model import DEMO_APP_ID, DEMO_APP_TOKEN, Arrival, Publication, SandboxConfig
 from .server import SandboxServer, serve
 from .world import Sandbox
@@ -32,6 +32,8 @@ __all__ = [
     "Sandbox",
     "SandboxConfig",
     "SandboxServer",
+    "check_tables",
+    "clevertap_config",
     "default_campaigns",
     "embedded_clevertap",
     "embedded_sandbox",

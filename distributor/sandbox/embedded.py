@@ -30,6 +30,7 @@ from starlette.applications import Starlette
 from ..clevertap import CleverTapCredentials
 from ..credentials import Credentials
 from ..errors import ConfigError
+from ..jobfile import BASE, CLEVERTAP_TABLE, SANDBOX_OPTIONS, refuse_unknown, sandbox_where
 from .campaigns import load_campaigns
 from .clevertap import CleverTapConfig, CleverTapDropped, CleverTapWorld, clevertap_routes
 from .model import DEMO_APP_ID, DEMO_APP_TOKEN, SandboxConfig
@@ -41,19 +42,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("distributor")
 
-OPTIONS = (
-    "rate_limit", "latency", "latency_p99", "error_rate", "lost_answer_rate", "strict_source_id",
-    "background_rate", "background_since", "cycle_quota", "seed", "campaigns",
-)
+#: The ``[sandbox]`` table's options (named in the job file's schema, :mod:`distributor.jobfile`).
+OPTIONS = SANDBOX_OPTIONS
 
 
 def sandbox_config(options: Mapping[str, Any], *, base: Path | None = None, where: str = "[sandbox]") -> SandboxConfig:
     """Build a :class:`SandboxConfig` from ``[sandbox]`` options (text units such as ``"150ms"``, ``"100/min"``)."""
     # "clevertap" is the [sandbox.clevertap] table: the CleverTap stand-in's own options (embedded_clevertap)
-    values = {k.replace("-", "_"): v for k, v in options.items() if k not in ("_base", "clevertap") and v is not None}
-    unknown = sorted(set(values) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''} in {where}: {', '.join(unknown)}")
+    values = {k.replace("-", "_"): v for k, v in options.items() if k not in (BASE, CLEVERTAP_TABLE) and v is not None}
+    refuse_unknown(set(values), set(OPTIONS), f" in {where}")
     campaigns = values.pop("campaigns", None)
     if campaigns is not None:
         path = Path(campaigns)
@@ -69,31 +66,50 @@ def sandbox_config(options: Mapping[str, Any], *, base: Path | None = None, wher
         raise ConfigError(f"{where}: {error}") from None
 
 
+def check_tables(config: JobConfig) -> None:
+    """The job file's ``[sandbox]`` table (when the run uses the embedded Voucherify) and ``[sandbox.clevertap]``
+    read as the stand-ins will read them, so that a wrong value is refused before the segment is read."""
+    if config.uses_sandbox:
+        _stand_in_config(config)
+    table = config.sandbox.get(CLEVERTAP_TABLE)
+    if table is not None:
+        clevertap_config(table, where=sandbox_where(config.job_file, "sandbox.clevertap"))
+
+
+def _stand_in_config(config: JobConfig) -> SandboxConfig:
+    options = dict(config.sandbox)
+    options.setdefault("rate_limit", str(config.rate_limit))
+    base = options.pop(BASE, None)
+    return sandbox_config(options, base=base, where=sandbox_where(config.job_file))
+
+
+def clevertap_config(table: object, *, where: str = "[sandbox.clevertap]") -> CleverTapConfig:
+    """The CleverTap stand-in's settings from a ``[sandbox.clevertap]`` table."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    try:
+        return CleverTapConfig.parse(table)
+    except TypeError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
 @contextmanager
 def embedded_sandbox(config: JobConfig) -> Iterator[tuple[str, Credentials, Sandbox]]:
     """Serve the stand-in for one run; yields its URL, the keys it accepts, and its state."""
-    options = dict(config.sandbox)
-    options.setdefault("rate_limit", str(config.rate_limit))
-    base = options.pop("_base", None)
-    where = f"[sandbox] of {config.job_file}" if config.job_file else "[sandbox]"
-    with SandboxServer(sandbox_config(options, base=base, where=where)) as server:
+    with SandboxServer(_stand_in_config(config)) as server:
         yield server.url, Credentials(DEMO_APP_ID, DEMO_APP_TOKEN), server.sandbox
 
 
 @contextmanager
-def embedded_clevertap(config: JobConfig) -> Iterator[tuple[str, CleverTapCredentials, httpx.AsyncBaseTransport]]:
+def embedded_clevertap(
+    table: Mapping[str, Any] | None, *, where: str = "[sandbox.clevertap]"
+) -> Iterator[tuple[str, CleverTapCredentials, httpx.AsyncBaseTransport]]:
     """``--clevertap sandbox``: the CleverTap stand-in for one run, in-process (an ASGI transport: no socket, and
     its latency runs on the run's own clock), as set by the job file's ``[sandbox.clevertap]`` table (``latency``,
     ``error_rate``, ``lost_answer_rate``, ``record_failure_rate``, ``query_error_rate``, ``max_records``,
     ``max_concurrent``, ``refused_identities``, ``seed``).  Yields a base URL, the account it accepts and the
     transport.  At the end it logs what it holds, as the demo shows."""
-    table = config.sandbox.get("clevertap") or {}
-    if not isinstance(table, Mapping):
-        raise ConfigError("[sandbox.clevertap] must be a table")
-    try:
-        world = CleverTapWorld(CleverTapConfig.parse(table))
-    except TypeError as error:
-        raise ConfigError(f"[sandbox.clevertap]: {error}") from None
+    world = CleverTapWorld(clevertap_config(table if table is not None else {}, where=where))
     transport = _InProcess(app=Starlette(routes=clevertap_routes(world)))
     yield "http://clevertap.sandbox", CleverTapCredentials(world.config.account_id, world.config.passcode), transport
     log.info(

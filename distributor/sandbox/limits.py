@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import math
 import random
+from collections.abc import Sequence
 from typing import Literal
 
 from ..units import Rate
@@ -139,3 +140,13 @@ def draw_fault(config: SandboxConfig, rng: random.Random) -> Fault | None:
     if rng.random() < config.lost_answer_rate:
         return "lost"
     return None
+
+
+def most_in_window(times: Sequence[float], period: float) -> int:
+    """The most of ``times`` (sorted) that fall in any window of ``period`` seconds."""
+    best, first = 0, 0
+    for last, at in enumerate(times):
+        while at - times[first] >= period:
+            first += 1
+        best = max(best, last - first + 1)
+    return best

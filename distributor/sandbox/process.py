@@ -17,6 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from .limits import most_in_window
+
 _READY = "Voucherify sandbox on "
 
 
@@ -58,12 +60,7 @@ class SandboxProcess:
     def max_in_window(self, period: float, *, kinds: tuple[str, ...] = ("publish", "lookup", "campaign")) -> int:
         """The most requests of ``kinds`` it received in any window of ``period`` seconds."""
         times = sorted(a["at"] for a in self.arrivals if a["kind"] in kinds)
-        best, first = 0, 0
-        for last, at in enumerate(times):
-            while at - times[first] >= period:
-                first += 1
-            best = max(best, last - first + 1)
-        return best
+        return most_in_window(times, period)
 
     def count(self, **fields: Any) -> int:
         """How many arrivals have all these field values, e.g. ``count(status=429)``."""

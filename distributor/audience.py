@@ -28,20 +28,20 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .. import outputs
-from ..credentials import describe_target
-from ..errors import ConfigError, StopRun
-from ..pacing.retry import backoff
-from ..push import connect
-from .client import (
+from . import outputs
+from .clevertap import (
     CleverTapAuthError,
     CleverTapClient,
     CleverTapRefused,
     CleverTapTransient,
+    describe_target,
 )
+from .errors import ConfigError, StopRun
+from .pacing.retry import backoff
+from .push import connect
 
 if TYPE_CHECKING:
-    from ..config import JobConfig
+    from .config import JobConfig
 
 log = logging.getLogger("distributor")
 
