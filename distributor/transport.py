@@ -369,7 +369,10 @@ class _AnswerStream(httpx.AsyncByteStream):
                     while await connection.read_line(timeout) != b"\r\n":  # trailers, then the empty line
                         pass
                     return
-                yield await connection.read(size, timeout)
+                while size:  # the announced size is the server's word: a slice at a time, under the caller's cap
+                    piece = await connection.read(min(size, _CHUNK), timeout)
+                    size -= len(piece)
+                    yield piece
                 if await connection.read(2, timeout) != b"\r\n":
                     raise httpx.RemoteProtocolError("a chunk does not end with CRLF")
         elif framing.length is not None:

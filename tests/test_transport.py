@@ -406,3 +406,23 @@ def test_a_malformed_header_is_refused_without_quoting_what_the_server_sent() ->
     message = run(main)
     assert "malformed header" in message
     assert "tok-secret" not in message
+
+
+def test_a_chunk_announcing_more_than_the_body_cap_is_abandoned_as_it_streams() -> None:
+    """A chunk's size is the server's word: it is read a slice at a time, so the cap applies while it streams, not
+    once the whole announced chunk sits in memory (a chunk of 64 GiB announced, 1 MB sent, then silence)."""
+
+    async def huge_chunk(head: bytes, body: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFF\r\n" + b"x" * 1_000_000)
+        await asyncio.Event().wait()  # nothing more, ever
+        return False
+
+    async def main() -> TransportError:
+        async with serving(huge_chunk) as server, VoucherifyClient(
+            server.url, KEYS, timeout=2.0, max_body=100_000
+        ) as client:
+            with pytest.raises(TransportError) as caught:
+                await publish(client, 1)
+            return caught.value
+
+    assert run(main).kind == "oversized answer"
