@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from distributor.errors import InputError
-from distributor.segment import MAX_RECORD, open_segment
+from distributor.segment import MAX_RECORD, identities, open_segment
 from distributor.segment.csv_blocks import BLOCK
 
 #: Values that test the reader's edges: quoted line breaks of every kind, characters ``str.splitlines`` breaks at
@@ -111,3 +111,23 @@ def test_a_wrong_row_deep_in_a_block_is_named(tmp_path: Path, bad: str, message:
     path.write_text(f"Name,identity\r\n{rows}{bad}" + "c,d\r\n" * 100, newline="")
     with pytest.raises(InputError, match=message):
         read(path)
+
+
+def test_a_batch_is_judged_as_row_by_row() -> None:
+    """``invalid_rows`` (set operations over a batch) refuses exactly what ``invalid_reason`` refuses, per row."""
+    rng = random.Random(5)
+    odd = ["", " ", "\t\n", "null", "NuLl", "N/A", "-1", "0", "-InF", "XxXxXx", "x" * 1023, "y" * 1024, "a\x00b",
+           "\ud800", "ü\udfff", "é", " a ", "nulls", "KELVIN", "\u212a"]
+    values = [rng.choice([*odd, f"cust-{n}"]) for n in range(5_000)]
+    expected = [(at, reason) for at, value in enumerate(values) if (reason := identities.invalid_reason(value))]
+    assert identities.invalid_rows(values) == expected
+    assert identities.invalid_rows([f"cust-{n}" for n in range(100)]) == []
+
+
+def test_every_spelling_of_a_placeholder_is_known() -> None:
+    """The batch check knows each placeholder in every mix of ASCII case: no other character lower-cases to one
+    of their letters (U+212A, the Kelvin sign, lower-cases to ``k``, in no placeholder)."""
+    letters = set("".join(identities.PLACEHOLDERS))
+    for code in range(0x80, 0x110000):
+        character = chr(code)
+        assert not set(character.lower()) <= letters, hex(code)
