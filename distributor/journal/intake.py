@@ -26,26 +26,22 @@ class SegmentIntake(JournalReports):
 
         New identities become ``pending`` members; known ones (from earlier runs) are marked as seen in this run
         and keep their state and code; an identity seen earlier *in this run* is a duplicate, returned to be
-        reported.  One transaction per batch, set-based: the batch goes to SQLite by one ``executemany`` into a
-        temporary table (the rows bound as they are, no per-row Python), inserted from there in file order in one
-        statement (``ON CONFLICT DO NOTHING RETURNING seen_seq`` says which rows were new: the first of each
-        identity); only the others are looked up (CROSS JOIN makes SQLite walk them and probe the UNIQUE index), and
-        the returning members' new place is one ``executemany``.  The count of new members is added in the same
-        transaction; the trigger moves those of returning ones.
+        reported.  One transaction per batch, set-based: the batch goes to SQLite as one JSON array of the rows as
+        they are (no per-row Python), inserted in one statement in file order (``ON CONFLICT DO NOTHING RETURNING
+        seen_seq`` says which rows were new: the first of each identity); only the others are looked up (CROSS
+        JOIN makes SQLite walk them and probe the UNIQUE index), and the returning members' new place is one
+        ``executemany``.  One statement, not an ``executemany`` of the rows: SQLite runs it without the GIL, so the
+        write-behind thread overlaps the reader, where a statement per row would hand the GIL back and forth.  The
+        count of new members is added in the same transaction; the trigger moves those of returning ones.
         """
         with self._transaction():
             self._db.execute("DELETE FROM meta WHERE key = ?", (_LOADED_EXPORT,))  # the members are changing
-            self._db.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS loading (seq INTEGER NOT NULL, row NOT NULL, identity TEXT NOT NULL)"
-            )
-            self._db.executemany("INSERT INTO temp.loading (seq, row, identity) VALUES (?, ?, ?)", rows)
             inserted = self._db.execute(
                 """INSERT INTO members (identity, first_run, seen_run, seen_seq, seen_row, updated_at)
-                   SELECT identity, ?1, ?1, seq, row, ?2 FROM temp.loading WHERE true ORDER BY rowid
+                   SELECT j.value ->> 2, ?1, ?1, j.value ->> 0, j.value ->> 1, ?2 FROM json_each(?3) AS j WHERE true
                    ON CONFLICT (identity) DO NOTHING RETURNING seen_seq""",
-                (run_id, time.time()),
+                (run_id, time.time(), json.dumps(rows, ensure_ascii=False, check_circular=False)),
             ).fetchall()
-            self._db.execute("DELETE FROM temp.loading")
             added = len(inserted)
             duplicates = self._seen_again(run_id, rows, inserted) if added < len(rows) else []
             if added:

@@ -78,8 +78,7 @@ def invalid_rows(values: Sequence[str]) -> list[tuple[int, str]]:
     refused.update(filter(str.isspace, distinct))
     if "" in distinct:
         refused.add("")
-    if max(map(len, distinct), default=0) > MAX_LENGTH:
-        refused.update(value for value in distinct if len(value) > MAX_LENGTH)
+    refused.update(compress(distinct, map(MAX_LENGTH.__lt__, map(len, distinct))))
     joined = "".join(distinct)
     if "\x00" in joined or (not joined.isascii() and _SURROGATE.search(joined)):
         refused.update(filter(_NUL_OR_SURROGATE.search, distinct))
