@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import anyio
@@ -43,7 +44,7 @@ from .run.campaign import (
     starts_at,
     unpublished_at_most,
 )
-from .segment import Segment, identities, open_segment, refuse_unusable
+from .segment import Segment, open_segment, refuse_unusable, validated_batches
 from .status import run_in_progress
 from .target import api_host, project_digest, voucherify_target
 from .voucherify import ApiError, Campaign, TransportError, VoucherifyClient
@@ -210,18 +211,12 @@ class _SegmentTally:
         self._db.close()
 
     def read(self, segment: Segment) -> None:
-        for batch in segment.batches(_READ_BATCH):
-            self.rows += len(batch)
-            valid: list[tuple[str]] = []
-            for row in batch:
-                reason = identities.invalid_reason(row.identity)
-                if reason is None:
-                    valid.append((row.identity,))
-                else:
-                    self.invalid[reason] += 1
+        for rows, valid, skipped in validated_batches(segment, _READ_BATCH):  # h13-reader: judged a batch at a time
+            self.rows += rows
+            self.invalid.update(reason for _, _, reason, _ in skipped)
             before = self._db.total_changes
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR IGNORE INTO members VALUES (?)", valid)
+            self._db.executemany("INSERT OR IGNORE INTO members VALUES (?)", zip(map(itemgetter(2), valid)))
             self._db.execute("COMMIT")
             added = self._db.total_changes - before
             self.members += added
