@@ -5,9 +5,10 @@ JSON lines optionally gzip-compressed.  The format is told by the file's content
 and Parquet by their magic numbers, JSON lines by a first ``{``, anything else is CSV.  CSV may be comma-, tab- or
 semicolon-separated (named by Excel's ``sep=`` first line, else told by the structure of the header and the first
 rows, not by which character appears; ``.tsv`` files are tab-separated), UTF-8 with or without a BOM, with CRLF, LF
-or CR line ends.  Files are read as a stream, a batch at a time, and every record (a CSV row, quoted line breaks
-included, or a JSON line) with a bounded ``readline``: one longer than :data:`MAX_RECORD` is refused before it is
-held whole, so memory stays bounded whatever the file holds (a gzip bomb of one endless field included).
+or CR line ends.  Files are read as a stream, a batch at a time (a CSV a block of text at a time,
+:mod:`.csv_blocks`; a JSON line with a bounded ``readline``): a record (a CSV row, quoted line breaks included, or
+a JSON line) longer than :data:`MAX_RECORD` is refused before it is held whole, so memory stays bounded whatever
+the file holds (a gzip bomb of one endless field included).
 
 A segment may come in several parts (CleverTap splits large exports): :func:`open_segment` takes files, folders
 and glob patterns, reads every part as one :class:`Segment`, and names rows ``file:row``.
