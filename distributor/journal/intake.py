@@ -4,8 +4,11 @@ by a later run given the same file (issue 13.1)."""
 from __future__ import annotations
 
 import json
+import operator
 import time
 from collections.abc import Iterable, Sequence
+from itertools import compress
+from operator import itemgetter
 
 from .reports import JournalReports
 from .rows import LoadedSegment, LoadResult, RowLabel
@@ -23,48 +26,24 @@ class SegmentIntake(JournalReports):
 
         New identities become ``pending`` members; known ones (from earlier runs) are marked as seen in this run
         and keep their state and code; an identity seen earlier *in this run* is a duplicate, returned to be
-        reported.  One transaction per batch, set-based: the batch goes to SQLite as one JSON array, inserted in
-        one statement (``ON CONFLICT DO NOTHING RETURNING`` says which identities were new: the first row of each,
-        as SQLite walks the array in order); only the others are looked up (CROSS JOIN makes SQLite walk the array
-        and probe the UNIQUE index), and the returning members' new place is one ``executemany``.  The count of
-        new members is added in the same transaction; the trigger moves those of returning ones.
+        reported.  One transaction per batch, set-based: the batch goes to SQLite as one JSON array of the rows as
+        they are (no per-row Python), inserted in one statement in file order (``ON CONFLICT DO NOTHING RETURNING
+        seen_seq`` says which rows were new: the first of each identity); only the others are looked up (CROSS
+        JOIN makes SQLite walk them and probe the UNIQUE index), and the returning members' new place is one
+        ``executemany``.  One statement, not an ``executemany`` of the rows: SQLite runs it without the GIL, so the
+        write-behind thread overlaps the reader, where a statement per row would hand the GIL back and forth.  The
+        count of new members is added in the same transaction; the trigger moves those of returning ones.
         """
-        now = time.time()
-        duplicates: list[tuple[RowLabel, str, RowLabel]] = []
-        returning: list[tuple[int, int, RowLabel, int]] = []
         with self._transaction():
             self._db.execute("DELETE FROM meta WHERE key = ?", (_LOADED_EXPORT,))  # the members are changing
-            new = {
-                identity
-                for (identity,) in self._db.execute(
-                    """INSERT INTO members (identity, first_run, seen_run, seen_seq, seen_row, updated_at)
-                       SELECT j.value ->> 0, ?1, ?1, j.value ->> 1, j.value ->> 2, ?2 FROM json_each(?3) AS j WHERE true
-                       ON CONFLICT (identity) DO NOTHING RETURNING identity""",
-                    (run_id, now, json.dumps([(identity, seq, row) for seq, row, identity in rows])),
-                ).fetchall()
-            }
-            added = len(new)
-            others = {identity for _, _, identity in rows if identity not in new}
-            known: dict[str, tuple[int, RowLabel, int]] = {
-                identity: (seen_run, seen_row, member_id)
-                for identity, seen_run, seen_row, member_id in self._db.execute(
-                    """SELECT m.identity, m.seen_run, m.seen_row, m.id
-                       FROM json_each(?) AS j CROSS JOIN members AS m ON m.identity = j.value""",
-                    (json.dumps(sorted(others)),),
-                )
-            } if others else {}
-            for seq, row, identity in rows:
-                if identity in new:  # its first row in the batch: the one inserted
-                    new.discard(identity)
-                    known[identity] = (run_id, row, 0)
-                    continue
-                seen_run, seen_row, member_id = known[identity]
-                if seen_run == run_id:  # already seen in this very run: a duplicate row
-                    duplicates.append((row, identity, seen_row))
-                else:
-                    returning.append((run_id, seq, row, member_id))
-                    known[identity] = (run_id, row, member_id)
-            self._db.executemany("UPDATE members SET seen_run = ?, seen_seq = ?, seen_row = ? WHERE id = ?", returning)
+            inserted = self._db.execute(
+                """INSERT INTO members (identity, first_run, seen_run, seen_seq, seen_row, updated_at)
+                   SELECT j.value ->> 2, ?1, ?1, j.value ->> 0, j.value ->> 1, ?2 FROM json_each(?3) AS j WHERE true
+                   ON CONFLICT (identity) DO NOTHING RETURNING seen_seq""",
+                (run_id, time.time(), json.dumps(rows, ensure_ascii=False, check_circular=False)),
+            ).fetchall()
+            added = len(inserted)
+            duplicates = self._seen_again(run_id, rows, inserted) if added < len(rows) else []
             if added:
                 self._db.execute(
                     """INSERT INTO member_counts (seen_run, state, n) VALUES (?, 'pending', ?)
@@ -72,6 +51,34 @@ class SegmentIntake(JournalReports):
                     (run_id, added),
                 )
         return LoadResult(added, duplicates)
+
+    def _seen_again(
+        self, run_id: int, rows: Sequence[tuple[int, RowLabel, str]], inserted: list[tuple[int]]
+    ) -> list[tuple[RowLabel, str, RowLabel]]:
+        """The rows of a batch that :meth:`load` did not insert, in file order: a member known from an earlier run
+        is moved to this run (one ``executemany``); one already seen in this run is a duplicate, returned as
+        ``(row, identity, its first row)``."""
+        new = set(map(itemgetter(0), inserted))
+        others = list(compress(rows, map(operator.not_, map(new.__contains__, map(itemgetter(0), rows)))))
+        known: dict[str, tuple[int, RowLabel, int]] = {
+            identity: (seen_run, seen_row, member_id)
+            for identity, seen_run, seen_row, member_id in self._db.execute(
+                """SELECT m.identity, m.seen_run, m.seen_row, m.id
+                   FROM json_each(?) AS j CROSS JOIN members AS m ON m.identity = j.value""",
+                (json.dumps(sorted({identity for _, _, identity in others})),),
+            )
+        }
+        duplicates: list[tuple[RowLabel, str, RowLabel]] = []
+        returning: list[tuple[int, int, RowLabel, int]] = []
+        for seq, row, identity in others:
+            seen_run, seen_row, member_id = known[identity]
+            if seen_run == run_id:  # already seen in this very run (this batch included): a duplicate row
+                duplicates.append((row, identity, seen_row))
+            else:
+                returning.append((run_id, seq, row, member_id))
+                known[identity] = (run_id, row, member_id)
+        self._db.executemany("UPDATE members SET seen_run = ?, seen_seq = ?, seen_row = ? WHERE id = ?", returning)
+        return duplicates
 
     def already_loaded(self, fingerprint: str) -> LoadedSegment | None:
         """The segment this journal loaded whole from the export of this ``fingerprint``

@@ -16,6 +16,8 @@ part of it and kept.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from itertools import compress, product
 
 #: Values CleverTap refuses as an identity (CleverTap's identity documentation), lower-cased.
 PLACEHOLDERS = frozenset(
@@ -45,6 +47,7 @@ REASON_TEXT = {
 }
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_NUL_OR_SURROGATE = re.compile("[\x00\ud800-\udfff]")
 
 
 def invalid_reason(identity: str) -> str | None:
@@ -64,6 +67,41 @@ def invalid_reason(identity: str) -> str | None:
     if not identity.isascii() and _SURROGATE.search(identity):
         return INVALID_UNICODE
     return None
+
+
+def invalid_rows(values: Sequence[str]) -> list[tuple[int, str]]:
+    """``(position, reason)`` of each of ``values`` that :func:`invalid_reason` refuses, in order.  A batch is
+    sorted out by set operations and ``str`` methods over its distinct values (run in C), which find the invalid
+    ones; one pass of set look-ups places them, and :func:`invalid_reason` gives each its reason."""
+    distinct = set(values)
+    refused = distinct & _PLACEHOLDER_SPELLINGS
+    refused.update(filter(str.isspace, distinct))
+    if "" in distinct:
+        refused.add("")
+    refused.update(compress(distinct, map(MAX_LENGTH.__lt__, map(len, distinct))))
+    joined = "".join(distinct)
+    if "\x00" in joined or (not joined.isascii() and _SURROGATE.search(joined)):
+        refused.update(filter(_NUL_OR_SURROGATE.search, distinct))
+    if not refused:
+        return []
+    positions = compress(range(len(values)), map(refused.__contains__, values))
+    return [(position, _reason(values[position])) for position in positions]
+
+
+def _reason(identity: str) -> str:
+    reason = invalid_reason(identity)
+    assert reason is not None, identity
+    return reason
+
+
+def _spellings(word: str) -> set[str]:
+    """``word`` in every mix of upper and lower case (``nan``, ``NaN``, ``NAN``, …)."""
+    return {"".join(letters) for letters in product(*({c.lower(), c.upper()} for c in word))}
+
+
+#: Every value whose ``lower()`` is a placeholder: each placeholder in every mix of case.  (No character outside
+#: ASCII lower-cases to one of their letters, so this is all of them; a test checks it.)
+_PLACEHOLDER_SPELLINGS = frozenset().union(*map(_spellings, PLACEHOLDERS))
 
 
 def storable(value: str) -> str:

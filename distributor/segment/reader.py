@@ -5,9 +5,10 @@ JSON lines optionally gzip-compressed.  The format is told by the file's content
 and Parquet by their magic numbers, JSON lines by a first ``{``, anything else is CSV.  CSV may be comma-, tab- or
 semicolon-separated (named by Excel's ``sep=`` first line, else told by the structure of the header and the first
 rows, not by which character appears; ``.tsv`` files are tab-separated), UTF-8 with or without a BOM, with CRLF, LF
-or CR line ends.  Files are read as a stream, a batch at a time, and every record (a CSV row, quoted line breaks
-included, or a JSON line) with a bounded ``readline``: one longer than :data:`MAX_RECORD` is refused before it is
-held whole, so memory stays bounded whatever the file holds (a gzip bomb of one endless field included).
+or CR line ends.  Files are read as a stream, a batch at a time (a CSV a block of text at a time,
+:mod:`.csv_blocks`; a JSON line with a bounded ``readline``): a record (a CSV row, quoted line breaks included, or
+a JSON line) longer than :data:`MAX_RECORD` is refused before it is held whole, so memory stays bounded whatever
+the file holds (a gzip bomb of one endless field included).
 
 A segment may come in several parts (CleverTap splits large exports): :func:`open_segment` takes files, folders
 and glob patterns, reads every part as one :class:`Segment`, and names rows ``file:row``.
@@ -43,6 +44,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import InputError
+from .csv_blocks import CsvBlocks, WrongWidth
 from .formats import (
     CSV,
     DELIMITER_NAMES,
@@ -101,6 +103,31 @@ class Row(NamedTuple):
     identity: str
 
 
+class Rows(NamedTuple):
+    """A batch of rows side by side: their labels (a ``range`` when they follow each other) and identities."""
+
+    labels: Sequence[RowLabel]
+    identities: list[str]
+
+
+def _in_batches(blocks: Iterator[list[str]], size: int, first: int) -> Iterator[Rows]:
+    """The identities of consecutive rows from row ``first``, given a block at a time, as batches of ``size``."""
+    pending: list[str] = []
+    for identities in blocks:
+        pending += identities
+        while len(pending) >= size:
+            yield Rows(range(first, first + size), pending[:size])
+            del pending[:size]
+            first += size
+    if pending:
+        yield Rows(range(first, first + len(pending)), pending)
+
+
+def _read(blocks: CsvBlocks | None) -> int:
+    """The last row read whole (the header, row 1, before the blocks begin)."""
+    return 1 if blocks is None else blocks.rows
+
+
 @dataclass(frozen=True)
 class SegmentFile:
     """One opened export file (a segment may have several parts); :meth:`batches` streams its identities."""
@@ -132,53 +159,46 @@ class SegmentFile:
     def batches(self, size: int = 50_000) -> Iterator[list[Row]]:
         """Yield the rows in file order, ``size`` at a time.  Raises :class:`InputError` on unreadable content,
         naming the file and the row."""
-        reader = {CSV: self._csv_batches, JSON_LINES: self._jsonl_batches, PARQUET: self._parquet_batches}
+        for rows in self.rows(size):
+            yield list(map(Row, rows.labels, rows.identities))
+
+    def rows(self, size: int = 50_000) -> Iterator[Rows]:
+        """The rows in file order, ``size`` at a time, as :class:`Rows` (no object per row): what
+        :meth:`batches` yields, for readers of millions of rows."""
+        reader = {CSV: self._csv_rows, JSON_LINES: self._jsonl_rows, PARQUET: self._parquet_rows}
         yield from reader[self.format](size)
 
     # ------------------------------------------------------------------ CSV
-    def _csv_batches(self, size: int) -> Iterator[list[Row]]:
+    def _csv_rows(self, size: int) -> Iterator[Rows]:
         csv.field_size_limit(max(csv.field_size_limit(), MAX_RECORD))
-        index, width = self.columns.index(self.id_column), len(self.columns)
-        number = 1  # the header is row 1
-        batch: list[Row] = []
+        blocks: CsvBlocks | None = None
         try:
             with open_text(self.path, self.compressed) as handle:
                 lines = BoundedLines(handle)
-                records = csv.reader(lines, delimiter=self.delimiter, strict=True)
                 if self.separator_line:
                     next(lines)
-                next(records)  # the header, already read by open_segment
-                lines.next_record()
-                for record in records:
-                    lines.next_record()
-                    number += 1
-                    if len(record) == width:
-                        batch.append(Row(number, record[index]))
-                    elif not record:  # a blank line: a row whose identity is empty
-                        batch.append(Row(number, ""))
-                    else:
-                        raise InputError(
-                            f"{self.path}: row {number} has {len(record)} fields but the header has {width}, so "
-                            f"its {self.id_column!r} cannot be told for sure (a separator inside an unquoted "
-                            "value?); fix the row or export the segment again"
-                        )
-                    if len(batch) >= size:
-                        yield batch
-                        batch = []
+                next(csv.reader(lines, delimiter=self.delimiter, strict=True))  # the header, read by open_segment
+                index, width = self.columns.index(self.id_column), len(self.columns)
+                blocks = CsvBlocks(handle, delimiter=self.delimiter, width=width, index=index)
+                yield from _in_batches(blocks.identities(), size, first=2)  # the header is row 1
         except UnicodeDecodeError:
             raise self._not_utf8() from None
         except RecordTooLong:
-            raise too_long(self.path, "row", number + 1) from None
+            raise too_long(self.path, "row", _read(blocks) + 1) from None
         except NulByte:
-            raise binary_file(self.path, "row", number + 1) from None
+            raise binary_file(self.path, "row", _read(blocks) + 1) from None
+        except WrongWidth as exc:
+            raise InputError(
+                f"{self.path}: row {_read(blocks) + 1} has {exc.fields} fields but the header has "
+                f"{len(self.columns)}, so its {self.id_column!r} cannot be told for sure (a separator inside an "
+                "unquoted value?); fix the row or export the segment again"
+            ) from None
         except csv.Error as exc:
-            raise InputError(f"{self.path}: row {number + 1} is not valid CSV: {first_line(exc)}") from None
+            raise InputError(f"{self.path}: row {_read(blocks) + 1} is not valid CSV: {first_line(exc)}") from None
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            raise damaged_gzip(self.path, "row", number, exc) from None
+            raise damaged_gzip(self.path, "row", _read(blocks), exc) from None
         except OSError as exc:
-            raise InputError(f"{self.path}: cannot be read after row {number}: {first_line(exc)}") from None
-        if batch:
-            yield batch
+            raise InputError(f"{self.path}: cannot be read after row {_read(blocks)}: {first_line(exc)}") from None
 
     def _not_utf8(self) -> InputError:
         """Find the first row holding a byte that is not UTF-8 (a second pass, only when reading failed)."""
@@ -201,8 +221,9 @@ class SegmentFile:
         return InputError(f"{self.path}: is not UTF-8 text; export the segment again as UTF-8")
 
     # ------------------------------------------------------------------ JSON lines
-    def _jsonl_batches(self, size: int) -> Iterator[list[Row]]:
-        batch: list[Row] = []
+    def _jsonl_rows(self, size: int) -> Iterator[Rows]:
+        numbers: list[int] = []
+        values: list[str] = []
         number = 0
         try:
             with open_binary(self.path, self.compressed) as handle:
@@ -211,16 +232,17 @@ class SegmentFile:
                     if not line.strip():
                         continue
                     record = parse_json_record(line, self.path, number)
-                    batch.append(Row(number, self._json_identity(record.get(self.id_column), number)))
-                    if len(batch) >= size:
-                        yield batch
-                        batch = []
+                    numbers.append(number)
+                    values.append(self._json_identity(record.get(self.id_column), number))
+                    if len(values) >= size:
+                        yield Rows(numbers, values)
+                        numbers, values = [], []
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise damaged_gzip(self.path, "line", number, exc) from None
         except OSError as exc:
             raise InputError(f"{self.path}: cannot be read after line {number}: {first_line(exc)}") from None
-        if batch:
-            yield batch
+        if values:
+            yield Rows(numbers, values)
 
     def _json_identity(self, value: object, number: int) -> str:
         """The identity's text: strings as they are, numbers as written (see :func:`parse_json_record`),
@@ -236,7 +258,7 @@ class SegmentFile:
         )
 
     # ------------------------------------------------------------------ Parquet
-    def _parquet_batches(self, size: int) -> Iterator[list[Row]]:
+    def _parquet_rows(self, size: int) -> Iterator[Rows]:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -245,7 +267,8 @@ class SegmentFile:
             parquet = pq.ParquetFile(self.path)
             for record_batch in parquet.iter_batches(batch_size=size, columns=[self.id_column]):
                 values = parquet_texts(record_batch.column(0), self.path, number)
-                yield [Row(number + i + 1, "" if value is None else value) for i, value in enumerate(values)]
+                texts = ["" if value is None else value for value in values]
+                yield Rows(range(number + 1, number + 1 + len(texts)), texts)
                 number += len(values)
         except (pa.ArrowException, OSError) as exc:
             raise InputError(f"{self.path}: cannot be read after row {number}: {first_line(exc)}") from None
@@ -314,13 +337,17 @@ class Segment:
 
     def batches(self, size: int = 50_000) -> Iterator[list[Row]]:
         """Yield the rows of every part in order, ``size`` at most at a time (a batch never spans two parts)."""
+        for rows in self.rows(size):
+            yield list(map(Row, rows.labels, rows.identities))
+
+    def rows(self, size: int = 50_000) -> Iterator[Rows]:
+        """What :meth:`batches` yields, as :class:`Rows` (no object per row)."""
         if len(self.parts) == 1:
-            yield from self.first.batches(size)
+            yield from self.first.rows(size)
             return
-        labels = self._part_labels()
-        for part, label in zip(self.parts, labels, strict=True):
-            for batch in part.batches(size):
-                yield [Row(f"{label}:{row.number}", row.identity) for row in batch]
+        for part, name in zip(self.parts, self._part_labels(), strict=True):
+            for rows in part.rows(size):
+                yield Rows([f"{name}:{number}" for number in rows.labels], rows.identities)
 
     def _part_labels(self) -> list[str]:
         names = [part.path.name for part in self.parts]
