@@ -17,6 +17,7 @@ import pytest
 from distributor.config import JobConfig
 from distributor.errors import JournalError
 from distributor.journal import Journal
+from distributor.pacing import backoff_testing
 from distributor.run import Distribution, RunResult
 from distributor.sandbox import DEMO_APP_ID, DEMO_APP_TOKEN, SandboxConfig, SandboxServer
 
@@ -39,6 +40,14 @@ def sandbox() -> Iterator[Any]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def no_backoff() -> Iterator[None]:
+    """Retries without their backoff waits (the product's testing mode, as stamina's): for in-process tests whose
+    point is what the retries achieve, not how long they wait. Scenarios about the waits run on the virtual clock."""
+    with backoff_testing():
+        yield
 
 
 def write_segment(path: Path, identities: Sequence[str], *, column: str = "identity", extra: bool = True) -> Path:
@@ -107,6 +116,12 @@ def codes_saved(journal_path: Path) -> int:
 
 def held_codes(server: SandboxServer, campaign: str = "reactivation-20") -> dict[str, set[str]]:
     return server.sandbox.codes_held(campaign)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The ``slow`` tests first (each group in its own order): xdist hands tests out in this order, so the long
+    ones start early on every worker instead of piling up on one at the end while the others sit idle."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(autouse=True)

@@ -224,7 +224,7 @@ def test_run_pushes_each_members_code_once_with_only_identity_and_property(tmp_p
     assert world(server).counts["uploads"] == uploads
 
 
-def test_run_delivers_everything_through_faults(tmp_path: Path, stand_in) -> None:
+def test_run_delivers_everything_through_faults(tmp_path: Path, stand_in, no_backoff) -> None:
     server = stand_in(
         # latency long enough that 5 uploads always overlap the cap of 2, however busy the machine
         error_rate=0.1, lost_answer_rate=0.1, record_failure_rate=0.05, max_concurrent=2, latency=0.2, seed=5
@@ -534,7 +534,9 @@ def test_query_relative_dates_become_clevertap_day_numbers(tmp_path: Path) -> No
         read_query(path)
 
 
-def test_run_reads_the_audience_from_clevertap_then_next_day_publishes_only_newcomers(tmp_path: Path, stand_in) -> None:
+def test_run_reads_the_audience_from_clevertap_then_next_day_publishes_only_newcomers(
+    tmp_path: Path, stand_in, no_backoff
+) -> None:
     server = stand_in(query_error_rate=0.3, seed=4)
     for identity in ("000123", "+4915112345", "null", "Anna.B"):
         world(server).profiles[("identity", identity)] = {"Name": "someone"}

@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import tomllib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -108,24 +109,6 @@ def test_a_symlink_to_a_running_journal_is_refused(tmp_path: Path, sandbox) -> N
 
 
 # ------------------------------------------------------------------------------------------ 10.1 one project
-def test_a_sandbox_journal_refuses_a_real_host_before_any_call(tmp_path: Path, sandbox) -> None:
-    output = tmp_path / "out" / "codes.csv"
-    rehearsal = invoke("run", str(REACTIVATION), "--rate-limit", "60000/min", "--output", str(output))
-    assert rehearsal.exit_code == 0, rehearsal.output
-    sandbox_codes = read_codes(output)[1]
-
-    server = sandbox()  # "the real one": another host, other keys
-    for verb in ("run", "plan"):
-        result = invoke(verb, str(REACTIVATION), "--api-url", server.url, "--rate-limit", "6000/min",
-                        "--output", str(output), env=SANDBOX_ENV)
-        assert result.exit_code == 2, result.output
-        line = one_line(result.stderr)
-        assert "was made against the embedded sandbox (--api-url sandbox)" in line
-        assert server.url in line and "--output (or --state)" in line
-    assert server.sandbox.arrivals == []
-    assert read_codes(output)[1] == sandbox_codes  # nothing rewritten
-
-
 def test_another_project_on_the_same_host_is_refused_and_the_token_never_recorded(tmp_path: Path, sandbox) -> None:
     server = sandbox()
     segment = write_segment(tmp_path / "s.csv", ids(5))
@@ -162,9 +145,13 @@ def test_a_journal_from_before_the_record_adopts_the_project_once(tmp_path: Path
             server.url.rstrip("/"))
 
 
-def test_the_reactivation_job_s_to_run_it_for_real_comment_works_when_followed_literally(
+@pytest.mark.slow
+def test_a_sandbox_journal_refuses_a_real_host_and_the_job_s_to_run_it_for_real_comment_works_when_followed_literally(
     tmp_path: Path, sandbox
 ) -> None:
+    """The rehearsal's journal holds sandbox codes: the same job aimed at a real host is refused before any call
+    (run and plan alike, nothing rewritten); the job's comment says what to do instead, and doing it works.
+    (One 285-member rehearsal serves both points: they were two tests, each rehearsing the same job.)"""
     (tmp_path / "jobs").mkdir()
     (tmp_path / "sample_data").mkdir()
     (tmp_path / "sample_data" / "segment.csv").write_bytes(SAMPLE_SEGMENT.read_bytes())
@@ -172,13 +159,22 @@ def test_the_reactivation_job_s_to_run_it_for_real_comment_works_when_followed_l
     shipped = REACTIVATION.read_text()
     job.write_text(shipped)
     assert invoke("run", str(job), "--rate-limit", "60000/min").exit_code == 0  # the rehearsal
+    rehearsal_output = (job.parent / tomllib.loads(shipped)["output"]).resolve()
+    sandbox_codes = read_codes(rehearsal_output)[1]
 
     real = sandbox()  # stands in for Voucherify: another host, real keys
     without_sandbox = shipped.split("\n[sandbox]")[0]
     with_real_host = without_sandbox.replace('api_url = "sandbox"', f'api_url = "{real.url}"')
     job.write_text(with_real_host)
-    refused = invoke("run", str(job), "--rate-limit", "6000/min", env=SANDBOX_ENV)
-    assert refused.exit_code == 2 and "another --output" in one_line(refused.stderr)  # the refusal says what to do
+    for verb in ("run", "plan"):
+        refused = invoke(verb, str(job), "--rate-limit", "6000/min", env=SANDBOX_ENV)
+        assert refused.exit_code == 2, refused.output
+        line = one_line(refused.stderr)
+        assert "was made against the embedded sandbox (--api-url sandbox)" in line
+        assert real.url in line and "--output (or --state)" in line
+        assert "another --output" in line  # the refusal says what to do
+    assert real.sandbox.arrivals == []
+    assert read_codes(rehearsal_output)[1] == sandbox_codes  # nothing rewritten
 
     suggested = re.search(r'point output at a new file \(e\.g\. "([^"]+)"', shipped.replace("\n# ", " "))
     assert suggested is not None
