@@ -118,6 +118,16 @@ def held_codes(server: SandboxServer, campaign: str = "reactivation-20") -> dict
     return server.sandbox.codes_held(campaign)
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` (pyproject's addopts): two workers per core. Most of the suite's wall time is waiting — on real
+    processes, signals, loopback answers, ``--timeout``s — not computing (its CPU time is about a quarter of the
+    sum of its tests' wall times), so one worker per core leaves the cores idle. ``PYTEST_XDIST_AUTO_NUM_WORKERS``
+    still decides when set."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return 2 * len(os.sched_getaffinity(0))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The ``slow`` tests first (each group in its own order): xdist hands tests out in this order, so the long
     ones start early on every worker instead of piling up on one at the end while the others sit idle."""

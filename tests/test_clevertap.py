@@ -205,6 +205,7 @@ def test_regions_urls_and_the_passcode_never_shown() -> None:
 
 
 # ---------------------------------------------------------------------- run --clevertap
+@pytest.mark.slow
 def test_run_pushes_each_members_code_once_with_only_identity_and_property(tmp_path: Path, stand_in) -> None:
     server = stand_in()
     members = ids(150)
@@ -224,6 +225,7 @@ def test_run_pushes_each_members_code_once_with_only_identity_and_property(tmp_p
     assert world(server).counts["uploads"] == uploads
 
 
+@pytest.mark.slow
 def test_run_delivers_everything_through_faults(tmp_path: Path, stand_in, no_backoff) -> None:
     server = stand_in(
         # latency long enough that 5 uploads always overlap the cap of 2, however busy the machine
@@ -534,6 +536,7 @@ def test_query_relative_dates_become_clevertap_day_numbers(tmp_path: Path) -> No
         read_query(path)
 
 
+@pytest.mark.slow
 def test_run_reads_the_audience_from_clevertap_then_next_day_publishes_only_newcomers(
     tmp_path: Path, stand_in, no_backoff
 ) -> None:
@@ -675,6 +678,7 @@ def test_a_passcode_revoked_mid_push_stops_with_exit_3_then_push_finishes(tmp_pa
     assert clevertap_codes(server) == journal_codes(Path(state)) and len(clevertap_codes(server)) == 60
 
 
+@pytest.mark.slow
 def test_distributor_sandbox_serves_clevertap_on_the_same_port() -> None:
     from distributor.sandbox.process import SandboxProcess
 
@@ -687,6 +691,7 @@ def test_distributor_sandbox_serves_clevertap_on_the_same_port() -> None:
     assert wrong.status_code == 401
 
 
+@pytest.mark.slow
 def test_codes_reach_clevertap_while_the_run_is_still_publishing(tmp_path: Path, stand_in) -> None:
     server = stand_in()
     result = run(config_for(tmp_path, server, ids(200), rate_limit="50/s"))  # about 4 s of publishing
@@ -722,6 +727,7 @@ def test_a_stand_in_voucherifys_codes_never_reach_a_real_clevertap(tmp_path: Pat
 
 
 # ---------------------------------------------------------------------- verify --clevertap
+@pytest.mark.slow
 def test_verify_clevertap_reads_each_profile_back_and_reports_what_differs(tmp_path: Path, stand_in) -> None:
     """Issue 14: where codes are pushed, verify also proves each sampled profile holds its code.  Differences are
     made through the stand-ins (another upload overwrites one code, one profile disappears), never in the journal."""

@@ -128,15 +128,16 @@ def calls_logged(journal_path: Path) -> int:
 
 @pytest.mark.slow
 def test_kill_9_at_random_moments_then_rerun_gives_everyone_exactly_one_code(tmp_path: Path, sandbox) -> None:
-    # 200 members at 100/s: about two seconds of calls in all, cut three times
+    # 300 members at 100/s: three seconds of calls in all (it was 100/2s), cut three times with a second or more of
+    # calls left after each cut, so that a busy machine cannot let the run finish before its kill
     server = sandbox(rate_limit=Rate(100, 1.0), latency_median=0.02, latency_p99=0.3,
                      error_rate=0.03, lost_answer_rate=0.03, seed=7)
-    members = ids(200)
+    members = ids(300)
     segment = write_segment(tmp_path / "s.csv", members)
     args = job_args(tmp_path, server, segment, "100/s")
     journal = tmp_path / "out" / "codes.journal.sqlite"
 
-    for threshold in (20, 75, 130):
+    for threshold in (25, 110, 190):
         process = start_job(*args)
         wait_for(lambda: codes_saved(journal) >= threshold)  # noqa: B023  called within this iteration
         process.send_signal(signal.SIGKILL)
@@ -161,7 +162,7 @@ def test_kill_9_at_random_moments_then_rerun_gives_everyone_exactly_one_code(tmp
 @pytest.mark.slow
 def test_sigterm_finishes_the_calls_in_flight_saves_and_exits_3_then_a_rerun_resumes(tmp_path: Path, sandbox) -> None:
     server = sandbox(latency_median=0.3)
-    members = ids(100)
+    members = ids(200)
     segment = write_segment(tmp_path / "s.csv", members)
     args = job_args(tmp_path, server, segment, "50/s")
     journal = tmp_path / "out" / "codes.journal.sqlite"
@@ -221,7 +222,9 @@ def test_a_second_signal_stops_at_once(tmp_path: Path, sandbox) -> None:
 @pytest.mark.slow
 def test_two_runs_on_the_same_journal_the_second_refuses(tmp_path: Path, sandbox) -> None:
     server = sandbox(latency_median=0.5)
-    segment = write_segment(tmp_path / "s.csv", ids(100))
+    # far more members than the test lasts (50 s of calls): the first run is still going, however busy the machine,
+    # when the second one looks at the lock; it is stopped with SIGTERM at the end
+    segment = write_segment(tmp_path / "s.csv", ids(1000))
     args = job_args(tmp_path, server, segment, "20/s")
     journal = tmp_path / "out" / "codes.journal.sqlite"
     first = start_job(*args)

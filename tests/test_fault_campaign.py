@@ -56,6 +56,7 @@ def test_a_seeded_fault_campaign_leaves_every_member_the_code_the_server_committ
     assert report.publications == 240 and report.lost_answers > 0 and report.server_errors > 0
 
 
+@pytest.mark.slow
 def test_the_campaigns_check_catches_a_wrong_a_missing_an_unknown_and_a_second_code(tmp_path: Path) -> None:
     """The oracle is not vacuous: after a clean campaign, each way a member could be served wrong is reported."""
     campaign = FaultCampaign(CampaignConfig(seed=1, workdir=tmp_path, kills=0, members=12))

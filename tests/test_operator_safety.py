@@ -79,7 +79,9 @@ def one_line(stderr: str) -> str:
 @pytest.mark.slow
 def test_a_symlink_to_a_running_journal_is_refused(tmp_path: Path, sandbox) -> None:
     server = sandbox(latency_median=0.5)
-    segment = write_segment(tmp_path / "s.csv", ids(100))
+    # far more members than the test lasts (50 s of calls): the first run still holds the lock, however busy the
+    # machine, when the second and the third look at it (with 100 the first once finished before the third began)
+    segment = write_segment(tmp_path / "s.csv", ids(1000))
     output = tmp_path / "out" / "codes.csv"
     journal = tmp_path / "out" / "codes.journal.sqlite"
     first = start_job(*loopback(server, segment, output, "--rate-limit", "20/s"))
@@ -185,6 +187,7 @@ def test_a_sandbox_journal_refuses_a_real_host_and_the_job_s_to_run_it_for_real_
     assert len(codes) == 285 and {i: {c} for i, c in codes.items()} == held_codes(real)
 
 
+@pytest.mark.slow
 def test_the_readme_loopback_rehearsal_after_the_demo_publishes(tmp_path: Path, sandbox) -> None:
     """README: the demo, then the loopback rehearsal — its command names an output of its own."""
     demo_output = tmp_path / "demo-output" / "reactivation-codes.csv"
@@ -258,6 +261,7 @@ def test_a_sandbox_typo_exits_2_before_the_segment_is_read(tmp_path: Path) -> No
     assert one_line(result.stderr) == f"distributor: unknown option in [sandbox] of {job}: erorr_rate"
 
 
+@pytest.mark.slow
 def test_without_output_the_files_go_beside_the_job_file_not_the_working_directory(tmp_path: Path) -> None:
     job = tmp_path / "jobs" / "weekly.toml"
     job.parent.mkdir()
@@ -430,6 +434,7 @@ def test_limit_serves_the_first_members_then_the_same_command_without_it_the_res
 
 
 # ------------------------------------------------------------------------------------------ 10.6 logs, SIGHUP
+@pytest.mark.slow
 def test_verbose_logs_every_retry_with_its_reason_and_json_logs_are_one_object_per_line(
     tmp_path: Path, sandbox
 ) -> None:
@@ -448,6 +453,7 @@ def test_verbose_logs_every_retry_with_its_reason_and_json_logs_are_one_object_p
     assert SANDBOX_ENV["VOUCHERIFY_APP_TOKEN"] not in verbose.stderr
 
 
+@pytest.mark.slow
 def test_verbose_logs_the_server_s_pause_and_every_throttle_change(tmp_path: Path, sandbox) -> None:
     server = sandbox(rate_limit=Rate(20, 2.0))  # the plan is half the budget the job was given: 429s
     segment = write_segment(tmp_path / "s.csv", ids(30))
@@ -479,6 +485,7 @@ def test_sighup_rewrites_the_files_records_the_end_and_exits_3(tmp_path: Path, s
     assert summary_of(output)["reason"] == "interrupted"
 
 
+@pytest.mark.slow
 def test_the_progress_interval_is_configurable(tmp_path: Path, sandbox) -> None:
     server = sandbox(latency_median=0.05)
     segment = write_segment(tmp_path / "s.csv", ids(60))
@@ -491,6 +498,7 @@ def test_the_progress_interval_is_configurable(tmp_path: Path, sandbox) -> None:
 
 
 # ------------------------------------------------------------------------------------------ 10.7 Parquet extra
+@pytest.mark.slow
 def test_a_parquet_segment_without_the_extra_exits_2_naming_it(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
