@@ -219,27 +219,6 @@ def test_a_second_signal_stops_at_once(tmp_path: Path, sandbox) -> None:
     assert "stopping now" in err
 
 
-@pytest.mark.slow
-def test_two_runs_on_the_same_journal_the_second_refuses(tmp_path: Path, sandbox) -> None:
-    server = sandbox(latency_median=0.5)
-    # far more members than the test lasts (50 s of calls): the first run is still going, however busy the machine,
-    # when the second one looks at the lock; it is stopped with SIGTERM at the end
-    segment = write_segment(tmp_path / "s.csv", ids(1000))
-    args = job_args(tmp_path, server, segment, "20/s")
-    journal = tmp_path / "out" / "codes.journal.sqlite"
-    first = start_job(*args)
-    wait_for(lambda: calls_logged(journal) >= 1)
-
-    second = start_job(*args)
-    _out, err = second.communicate(timeout=30)
-
-    assert second.returncode == EXIT_STOPPED
-    assert f"distributor: journal {journal} is in use by pid {first.pid}" in err
-    first.send_signal(signal.SIGTERM)
-    first.communicate(timeout=15)
-    assert len(server.sandbox.publications) == len({p.customer_source_id for p in server.sandbox.publications})
-
-
 def test_failed_members_are_not_retried_forever_but_on_request(tmp_path: Path, sandbox) -> None:
     members = ids(10)
     server = sandbox(refuse_customers={members[2]: "voucher_cannot_be_published", members[5]: "invalid_customer"})

@@ -77,7 +77,12 @@ def one_line(stderr: str) -> str:
 
 # ------------------------------------------------------------------------------------------ 9.7 the lock
 @pytest.mark.slow
-def test_a_symlink_to_a_running_journal_is_refused(tmp_path: Path, sandbox) -> None:
+def test_a_second_run_on_a_running_journal_is_refused_by_its_name_a_symlink_or_a_hard_link(
+    tmp_path: Path, sandbox
+) -> None:
+    """One run holds the journal; a second run of the same command, one through a symlink and one through a hard link
+    are all refused (exit 3) while it runs. (The same command was a test of its own in test_crash_safety, with a
+    first run of its own.)"""
     server = sandbox(latency_median=0.5)
     # far more members than the test lasts (50 s of calls): the first run still holds the lock, however busy the
     # machine, when the second and the third look at it (with 100 the first once finished before the third began)
@@ -87,6 +92,11 @@ def test_a_symlink_to_a_running_journal_is_refused(tmp_path: Path, sandbox) -> N
     first = start_job(*loopback(server, segment, output, "--rate-limit", "20/s"))
     try:
         wait_for(lambda: codes_saved(journal) >= 1)
+        again = start_job(*loopback(server, segment, output, "--rate-limit", "20/s"))
+        _, err = again.communicate(timeout=60)
+        assert again.returncode == 3, err
+        assert f"distributor: journal {journal} is in use by pid {first.pid}" in err
+
         (tmp_path / "elsewhere").mkdir()
         alias = tmp_path / "elsewhere" / "alias.sqlite"
         alias.symlink_to(journal)
@@ -188,15 +198,27 @@ def test_a_sandbox_journal_refuses_a_real_host_and_the_job_s_to_run_it_for_real_
 
 
 @pytest.mark.slow
-def test_the_readme_loopback_rehearsal_after_the_demo_publishes(tmp_path: Path, sandbox) -> None:
-    """README: the demo, then the loopback rehearsal — its command names an output of its own."""
+def test_the_readme_s_demo_as_a_real_process_then_its_loopback_rehearsal(tmp_path: Path, sandbox) -> None:
+    """README: the demo, then the loopback rehearsal — its command names an output of its own.
+
+    The demo is the README's first command run as a user meets it: the console script in a real process on the
+    embedded sandbox, no keys in the environment, stderr not a terminal (plain log lines, no progress bar), the
+    summary on stdout. (It was a test of its own in test_cli_run, a second 285-member demo run.)"""
     demo_output = tmp_path / "demo-output" / "reactivation-codes.csv"
     job = tmp_path / "jobs" / "demo.toml"
     job.parent.mkdir()
     text = (PROJECT / "jobs" / "demo.toml").read_text().replace('"../sample_data/', f'"{PROJECT}/sample_data/')
     job.write_text(text)
-    assert invoke("run", str(job), "--rate-limit", "60000/min").exit_code == 0
-    assert demo_output.exists()
+    demo = run_process("run", str(job), "--rate-limit", "6000/min", env={"PATH": "/usr/bin:/bin"})
+    assert demo.returncode == 0, demo.stderr
+    assert "INFO segment:" in demo.stderr and "identity column 'identity' (recognised)" in demo.stderr
+    assert "\x1b[" not in demo.stderr  # no terminal escapes in a log
+    for line in ("published     285", "already held  0", "failed        0",
+                 "skipped       9  (3 duplicate, 2 empty, 3 placeholder, 1 too_long)",
+                 "exit 0: every valid member holds a code", "rate          "):
+        assert line in demo.stdout
+    header, codes = read_codes(demo_output)
+    assert header == ["identity", "reactivation_code"] and len(codes) == 285
 
     server = sandbox()
     readme = (PROJECT / "README.md").read_text()
