@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -140,3 +141,22 @@ def _no_real_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("VOUCHERIFY_", "CLEVERTAP_")):
             monkeypatch.delenv(name)
+
+
+#: CPU seconds of reaped child processes above which a test is taken to have run a real process (a ``chattr`` or
+#: similar tool costs about a millisecond; the smallest Python process 15 ms or more).
+_PROCESS_CPU = 0.01
+
+
+@pytest.fixture(autouse=True)
+def _a_test_that_runs_a_process_is_marked_slow(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Keeps the ``slow`` marker true: ``-m "not slow"`` (the quick loop) must not start real processes."""
+    before = _children_cpu()
+    yield
+    if request.node.get_closest_marker("slow") is None and _children_cpu() - before > _PROCESS_CPU:
+        pytest.fail(f"{request.node.nodeid} ran a real process: mark it @pytest.mark.slow", pytrace=False)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

@@ -19,6 +19,7 @@ def ids(n: int, prefix: str = "cust-") -> list[str]:
     return [f"{prefix}{i:05d}" for i in range(n)]
 
 
+@pytest.mark.slow
 def test_every_member_gets_the_code_voucherify_holds_for_them_within_the_rate(tmp_path: Path) -> None:
     """The sample segment, with a long latency tail, 5xx and lost answers, at a rate the sandbox enforces."""
     plan = SandboxConfig(
@@ -206,6 +207,7 @@ def test_the_journal_holds_every_members_state_and_code(tmp_path: Path, sandbox)
     assert result.stats.skipped == {"empty": 1, "placeholder": 1, "duplicate": 1}
 
 
+@pytest.mark.slow
 def test_the_demo_job_as_shipped_gives_every_member_the_code_voucherify_holds(tmp_path: Path) -> None:
     """jobs/demo.toml at its own pace, against a sandbox with its own [sandbox] table, on the virtual clock.
 

@@ -64,6 +64,7 @@ def test_headroom_leaves_part_of_the_plan_to_the_shop(tmp_path: Path) -> None:
     assert run.elapsed < 120 / 40 * 2.2 + 1
 
 
+@pytest.mark.slow
 def test_other_clients_on_the_same_quota_make_the_job_yield(tmp_path: Path) -> None:
     """The shop spends 30 of the 100 calls per window: the job reads the headers and leaves it room."""
     config = config_for(tmp_path, 400, rate_limit="100/4s")

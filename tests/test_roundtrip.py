@@ -199,6 +199,7 @@ def test_a_nul_identity_is_skipped() -> None:
         check_round_trip(fmt, ["a\x00b", "ok"])
 
 
+@pytest.mark.slow
 @settings(derandomize=True, max_examples=300, deadline=None, database=None)
 @given(st.lists(st.text(TEXT, min_size=1, max_size=40), min_size=1, max_size=20, unique=True))
 def test_any_text_survives_the_codes_csv(values: list[str]) -> None:

@@ -162,6 +162,7 @@ def test_json_lines_blank_line_bomb_reads_in_bounded_batches(tmp_path: Path) -> 
     assert rows == [(1, "a"), (2_000_002, "b")]
 
 
+@pytest.mark.slow
 def test_a_run_on_a_blank_line_bomb_reports_every_row_and_lists_the_first(tmp_path: Path, sandbox) -> None:
     """The summary counts every skipped row; the report lists the first and says how many it leaves out."""
     segment = tmp_path / "bomb.csv.gz"
