@@ -367,7 +367,7 @@ def test_push_with_a_wrong_passcode_exits_3_and_shows_no_passcode(tmp_path: Path
 
 
 # ---------------------------------------------------------------------- crashes and the journal
-@pytest.mark.slow
+@pytest.mark.slow(seconds=4)
 def test_kill_9_mid_push_then_rerun_leaves_clevertap_holding_exactly_each_code(tmp_path: Path, stand_in) -> None:
     server = stand_in(latency=0.15)
     members = ids(300)

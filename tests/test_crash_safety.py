@@ -126,7 +126,7 @@ def calls_logged(journal_path: Path) -> int:
         return 0
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=6)
 def test_kill_9_at_random_moments_then_rerun_gives_everyone_exactly_one_code(tmp_path: Path, sandbox) -> None:
     # 300 members at 100/s: three seconds of calls in all (it was 100/2s), cut three times with a second or more of
     # calls left after each cut, so that a busy machine cannot let the run finish before its kill
@@ -159,7 +159,7 @@ def test_kill_9_at_random_moments_then_rerun_gives_everyone_exactly_one_code(tmp
     assert server.sandbox.stats()["rate_limited"] == 0
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=5)
 def test_sigterm_finishes_the_calls_in_flight_saves_and_exits_3_then_a_rerun_resumes(tmp_path: Path, sandbox) -> None:
     server = sandbox(latency_median=0.3)
     members = ids(200)

@@ -36,7 +36,7 @@ from distributor.sandbox.faults import (
 SEED = int(os.environ.get("DISTRIBUTOR_FAULT_SEED", "20261129"))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=15)
 def test_a_seeded_fault_campaign_leaves_every_member_the_code_the_server_committed(tmp_path: Path) -> None:
     """Two campaigns share one distribution name (a code of one must never be saved for the other); three attempts
     per member, so that a short outage or stall exhausts them (transient failures must never become final)."""

@@ -157,7 +157,7 @@ def test_a_journal_from_before_the_record_adopts_the_project_once(tmp_path: Path
             server.url.rstrip("/"))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=5)
 def test_a_sandbox_journal_refuses_a_real_host_and_the_job_s_to_run_it_for_real_comment_works_when_followed_literally(
     tmp_path: Path, sandbox
 ) -> None:
@@ -197,7 +197,7 @@ def test_a_sandbox_journal_refuses_a_real_host_and_the_job_s_to_run_it_for_real_
     assert len(codes) == 285 and {i: {c} for i, c in codes.items()} == held_codes(real)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=6)
 def test_the_readme_s_demo_as_a_real_process_then_its_loopback_rehearsal(tmp_path: Path, sandbox) -> None:
     """README: the demo, then the loopback rehearsal — its command names an output of its own.
 
@@ -322,7 +322,7 @@ def test_a_read_only_output_folder_exits_2_before_the_segment_is_read(tmp_path: 
     assert server.sandbox.arrivals == []
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=4)
 def test_a_folder_made_read_only_mid_run_stops_with_exit_3_and_records_the_end(tmp_path: Path, sandbox) -> None:
     server = sandbox(latency_median=0.1)
     members = ids(200)
@@ -355,7 +355,7 @@ def _run_with_file_size_limit(args: list[str], limit_bytes: int) -> subprocess.C
     return run_process("run", *args, preexec_fn=limit)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=4)
 def test_a_disk_that_fills_up_mid_run_stops_resumably_with_exit_3(tmp_path: Path, sandbox) -> None:
     server = sandbox()
     members = ids(600)
