@@ -226,7 +226,7 @@ def test_run_pushes_each_members_code_once_with_only_identity_and_property(tmp_p
 
 
 @pytest.mark.slow
-def test_run_delivers_everything_through_faults(tmp_path: Path, stand_in, no_backoff) -> None:
+def test_run_delivers_everything_through_faults(tmp_path: Path, stand_in) -> None:
     server = stand_in(
         # latency long enough that 5 uploads always overlap the cap of 2, however busy the machine
         error_rate=0.1, lost_answer_rate=0.1, record_failure_rate=0.05, max_concurrent=2, latency=0.2, seed=5
