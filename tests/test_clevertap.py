@@ -229,8 +229,8 @@ def test_run_pushes_each_members_code_once_with_only_identity_and_property(tmp_p
 def test_run_delivers_everything_through_faults(tmp_path: Path, stand_in) -> None:
     server = stand_in(
         # latency long enough that 5 uploads always overlap the cap of 2, however busy the machine; batches of 10
-        # (~35 uploads) and 15 % of each fault, so that every kind of fault surely happens: with batches of 25 (~20
-        # uploads) and 10 % some runs on loaded cores drew no 5xx or no lost answer at all
+        # (~35 uploads) and 15 % of each fault: the odds that a run draws no 5xx or no lost answer are about 1 in 100
+        # (the draws interleave with the timing); with batches of 25 (~20 uploads) and 10 % they were about 1 in 4
         error_rate=0.15, lost_answer_rate=0.15, record_failure_rate=0.05, max_concurrent=2, latency=0.2, seed=5
     )
     members = ids(200)
