@@ -225,7 +225,7 @@ def test_run_pushes_each_members_code_once_with_only_identity_and_property(tmp_p
     assert world(server).counts["uploads"] == uploads
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=6)
 def test_run_delivers_everything_through_faults(tmp_path: Path, stand_in) -> None:
     server = stand_in(
         # latency long enough that 5 uploads always overlap the cap of 2, however busy the machine; batches of 10
