@@ -226,11 +226,13 @@ def test_run_pushes_each_members_code_once_with_only_identity_and_property(tmp_p
 
 
 @pytest.mark.slow(seconds=6)
-def test_run_delivers_everything_through_faults(tmp_path: Path, stand_in) -> None:
+def test_run_delivers_everything_through_faults(tmp_path: Path, stand_in, no_backoff) -> None:
     server = stand_in(
         # latency long enough that 5 uploads always overlap the cap of 2, however busy the machine; batches of 10
-        # (~35 uploads) and 15 % of each fault: the odds that a run draws no 5xx or no lost answer are about 1 in 100
-        # (the draws interleave with the timing); with batches of 25 (~20 uploads) and 10 % they were about 1 in 4
+        # (~35 uploads) and 15 % of each fault, and no backoff waits: with the jittered real-clock backoff the draws
+        # interleaved with the timing (batches of 25 at 10 % drew no 5xx or no lost answer in about 1 run in 4, and a
+        # 30 s backoff cap made it last 7-21 s); without the waits seven runs, quiet and beside two busy loops, drew
+        # the same faults (22 × 429, 6 × 5xx, 3 lost answers, 15 records refused) in 7 s
         error_rate=0.15, lost_answer_rate=0.15, record_failure_rate=0.05, max_concurrent=2, latency=0.2, seed=5
     )
     members = ids(200)
