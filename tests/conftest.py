@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import pytest
 from distributor.config import JobConfig
 from distributor.errors import JournalError
 from distributor.journal import Journal
+from distributor.pacing import backoff_testing
 from distributor.run import Distribution, RunResult
 from distributor.sandbox import DEMO_APP_ID, DEMO_APP_TOKEN, SandboxConfig, SandboxServer
 
@@ -39,6 +41,14 @@ def sandbox() -> Iterator[Any]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def no_backoff() -> Iterator[None]:
+    """Retries without their backoff waits (the product's testing mode, as stamina's): for in-process tests whose
+    point is what the retries achieve, not how long they wait. Scenarios about the waits run on the virtual clock."""
+    with backoff_testing():
+        yield
 
 
 def write_segment(path: Path, identities: Sequence[str], *, column: str = "identity", extra: bool = True) -> Path:
@@ -109,9 +119,50 @@ def held_codes(server: SandboxServer, campaign: str = "reactivation-20") -> dict
     return server.sandbox.codes_held(campaign)
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` (pyproject's addopts): two workers per core. Most of the suite's wall time is waiting — on real
+    processes, signals, loopback answers, ``--timeout``s — not computing (its CPU time is about a quarter of the
+    sum of its tests' wall times), so one worker per core leaves the cores idle. ``PYTEST_XDIST_AUTO_NUM_WORKERS``
+    still decides when set."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return 2 * len(os.sched_getaffinity(0))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The ``slow`` tests first, the longest of them (``@pytest.mark.slow(seconds=N)``, a rough figure on a quiet
+    machine) before the rest, then the others in their own order: xdist hands tests out in this order, so the long
+    ones start early on every worker instead of one of them running alone at the end while the others sit idle."""
+    items.sort(key=_longest_first)
+
+
+def _longest_first(item: pytest.Item) -> tuple[bool, float]:
+    slow = item.get_closest_marker("slow")
+    return slow is None, -float(slow.kwargs.get("seconds", 1.0)) if slow is not None else 0.0
+
+
 @pytest.fixture(autouse=True)
 def _no_real_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see a developer's real keys."""
     for name in list(os.environ):
         if name.startswith(("VOUCHERIFY_", "CLEVERTAP_")):
             monkeypatch.delenv(name)
+
+
+#: CPU seconds of reaped child processes above which a test is taken to have run a real process (a ``chattr`` or
+#: similar tool costs about a millisecond; the smallest Python process 15 ms or more).
+_PROCESS_CPU = 0.01
+
+
+@pytest.fixture(autouse=True)
+def _a_test_that_runs_a_process_is_marked_slow(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Keeps the ``slow`` marker true: ``-m "not slow"`` (the quick loop) must not start real processes."""
+    before = _children_cpu()
+    yield
+    if request.node.get_closest_marker("slow") is None and _children_cpu() - before > _PROCESS_CPU:
+        pytest.fail(f"{request.node.nodeid} ran a real process: mark it @pytest.mark.slow", pytrace=False)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

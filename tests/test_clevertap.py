@@ -205,6 +205,7 @@ def test_regions_urls_and_the_passcode_never_shown() -> None:
 
 
 # ---------------------------------------------------------------------- run --clevertap
+@pytest.mark.slow
 def test_run_pushes_each_members_code_once_with_only_identity_and_property(tmp_path: Path, stand_in) -> None:
     server = stand_in()
     members = ids(150)
@@ -224,13 +225,18 @@ def test_run_pushes_each_members_code_once_with_only_identity_and_property(tmp_p
     assert world(server).counts["uploads"] == uploads
 
 
-def test_run_delivers_everything_through_faults(tmp_path: Path, stand_in) -> None:
+@pytest.mark.slow(seconds=6)
+def test_run_delivers_everything_through_faults(tmp_path: Path, stand_in, no_backoff) -> None:
     server = stand_in(
-        # latency long enough that 5 uploads always overlap the cap of 2, however busy the machine
-        error_rate=0.1, lost_answer_rate=0.1, record_failure_rate=0.05, max_concurrent=2, latency=0.2, seed=5
+        # latency long enough that 5 uploads always overlap the cap of 2, however busy the machine; batches of 10
+        # (~35 uploads) and 15 % of each fault, and no backoff waits: with the jittered real-clock backoff the draws
+        # interleaved with the timing (batches of 25 at 10 % drew no 5xx or no lost answer in about 1 run in 4, and a
+        # 30 s backoff cap made it last 7-21 s); without the waits seven runs, quiet and beside two busy loops, drew
+        # the same faults (22 × 429, 6 × 5xx, 3 lost answers, 15 records refused) in 7 s
+        error_rate=0.15, lost_answer_rate=0.15, record_failure_rate=0.05, max_concurrent=2, latency=0.2, seed=5
     )
     members = ids(200)
-    result = run(config_for(tmp_path, server, members, clevertap_batch=25, clevertap_concurrency=5))
+    result = run(config_for(tmp_path, server, members, clevertap_batch=10, clevertap_concurrency=5))
     assert result.exit_code == EXIT_OK, result.message
     assert clevertap_codes(server) == journal_codes(tmp_path / "out" / "codes.journal.sqlite")
     counts = world(server).counts
@@ -365,7 +371,7 @@ def test_push_with_a_wrong_passcode_exits_3_and_shows_no_passcode(tmp_path: Path
 
 
 # ---------------------------------------------------------------------- crashes and the journal
-@pytest.mark.slow
+@pytest.mark.slow(seconds=4)
 def test_kill_9_mid_push_then_rerun_leaves_clevertap_holding_exactly_each_code(tmp_path: Path, stand_in) -> None:
     server = stand_in(latency=0.15)
     members = ids(300)
@@ -534,7 +540,10 @@ def test_query_relative_dates_become_clevertap_day_numbers(tmp_path: Path) -> No
         read_query(path)
 
 
-def test_run_reads_the_audience_from_clevertap_then_next_day_publishes_only_newcomers(tmp_path: Path, stand_in) -> None:
+@pytest.mark.slow
+def test_run_reads_the_audience_from_clevertap_then_next_day_publishes_only_newcomers(
+    tmp_path: Path, stand_in, no_backoff
+) -> None:
     server = stand_in(query_error_rate=0.3, seed=4)
     for identity in ("000123", "+4915112345", "null", "Anna.B"):
         world(server).profiles[("identity", identity)] = {"Name": "someone"}
@@ -673,6 +682,7 @@ def test_a_passcode_revoked_mid_push_stops_with_exit_3_then_push_finishes(tmp_pa
     assert clevertap_codes(server) == journal_codes(Path(state)) and len(clevertap_codes(server)) == 60
 
 
+@pytest.mark.slow
 def test_distributor_sandbox_serves_clevertap_on_the_same_port() -> None:
     from distributor.sandbox.process import SandboxProcess
 
@@ -685,6 +695,7 @@ def test_distributor_sandbox_serves_clevertap_on_the_same_port() -> None:
     assert wrong.status_code == 401
 
 
+@pytest.mark.slow
 def test_codes_reach_clevertap_while_the_run_is_still_publishing(tmp_path: Path, stand_in) -> None:
     server = stand_in()
     result = run(config_for(tmp_path, server, ids(200), rate_limit="50/s"))  # about 4 s of publishing
@@ -720,6 +731,7 @@ def test_a_stand_in_voucherifys_codes_never_reach_a_real_clevertap(tmp_path: Pat
 
 
 # ---------------------------------------------------------------------- verify --clevertap
+@pytest.mark.slow
 def test_verify_clevertap_reads_each_profile_back_and_reports_what_differs(tmp_path: Path, stand_in) -> None:
     """Issue 14: where codes are pushed, verify also proves each sampled profile holds its code.  Differences are
     made through the stand-ins (another upload overwrites one code, one profile disappears), never in the journal."""

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import PROJECT, SANDBOX_ENV, read_codes, write_segment
+from conftest import SANDBOX_ENV, write_segment
 
 from distributor.cli import main
-
-DEMO = PROJECT / "jobs" / "demo.toml"
 
 
 def invoke(*args: str, env: dict[str, str] | None = None):
@@ -67,23 +63,3 @@ def test_member_failures_exit_1_and_name_the_errors_file(tmp_path: Path, sandbox
     summary = json.loads((tmp_path / "o.summary.json").read_text())
     assert summary["members"] == {"in_segment": 3, "published": 2, "already_held": 0, "failed": 1,
                                   "without_code": 0, "left_segment": 0, "codes_in_output": 2}
-
-
-@pytest.mark.slow
-def test_the_demo_runs_with_no_keys_as_a_real_process_and_prints_a_summary(tmp_path: Path) -> None:
-    """The README's first command: the installed console script on the embedded sandbox, no keys in the
-    environment, stderr not a terminal (plain log lines, no progress bar), the summary on stdout."""
-    out = tmp_path / "codes.csv"
-    completed = subprocess.run(
-        [sys.executable, "-m", "distributor", "run", str(DEMO), "--output", str(out), "--rate-limit", "6000/min"],
-        capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"},
-    )
-    assert completed.returncode == 0, completed.stderr
-    assert "INFO segment:" in completed.stderr and "identity column 'identity' (recognised)" in completed.stderr
-    assert "\x1b[" not in completed.stderr  # no terminal escapes in a log
-    for line in ("published     285", "already held  0", "failed        0",
-                 "skipped       9  (3 duplicate, 2 empty, 3 placeholder, 1 too_long)",
-                 "exit 0: every valid member holds a code", "rate          "):
-        assert line in completed.stdout
-    header, codes = read_codes(out)
-    assert header == ["identity", "reactivation_code"] and len(codes) == 285

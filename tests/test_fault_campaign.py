@@ -36,12 +36,15 @@ from distributor.sandbox.faults import (
 SEED = int(os.environ.get("DISTRIBUTOR_FAULT_SEED", "20261129"))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=15)
 def test_a_seeded_fault_campaign_leaves_every_member_the_code_the_server_committed(tmp_path: Path) -> None:
     """Two campaigns share one distribution name (a code of one must never be saved for the other); three attempts
     per member, so that a short outage or stall exhausts them (transient failures must never become final)."""
-    # 10 rounds cover each of the five fault kinds twice; the long version (hundreds) is benchmarks/fault_campaign.py
-    config = CampaignConfig(seed=SEED, workdir=tmp_path, kills=10, members=200, max_fault=3.0, max_attempts=3,
+    # 8 rounds: each of the seven fault kinds at least once. Sized for CI, yet on the code before issue 9's fixes
+    # (8200d76^) this seed fails on both counts every time it was tried (4 of 4: members left failed, codes of one
+    # campaign saved for the other); 7 rounds or 120 members × 1 campaign at 7 rounds did not. The long version
+    # (hundreds of kill points, any seed) is benchmarks/fault_campaign.py.
+    config = CampaignConfig(seed=SEED, workdir=tmp_path, kills=8, members=120, max_fault=3.0, max_attempts=3,
                             campaigns=(CAMPAIGN, OTHER_CAMPAIGN))
 
     report = FaultCampaign(config).run()
@@ -49,10 +52,11 @@ def test_a_seeded_fault_campaign_leaves_every_member_the_code_the_server_committ
     print(report.describe())  # the seed, the figures and the plan played, shown by pytest on failure
     assert not report.violations, report.describe()
     assert report.final_exit == 0
-    assert report.kill_points + report.sigterms >= 8, report.describe()  # the runs really were interrupted
-    assert report.publications == 400 and report.lost_answers > 0 and report.server_errors > 0
+    assert report.kill_points + report.sigterms >= 6, report.describe()  # the runs really were interrupted
+    assert report.publications == 240 and report.lost_answers > 0 and report.server_errors > 0
 
 
+@pytest.mark.slow
 def test_the_campaigns_check_catches_a_wrong_a_missing_an_unknown_and_a_second_code(tmp_path: Path) -> None:
     """The oracle is not vacuous: after a clean campaign, each way a member could be served wrong is reported."""
     campaign = FaultCampaign(CampaignConfig(seed=1, workdir=tmp_path, kills=0, members=12))

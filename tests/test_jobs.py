@@ -22,6 +22,7 @@ def invoke(*args: str):
     return CliRunner().invoke(main, list(args), env={}, catch_exceptions=False)  # no keys: the sandbox's own
 
 
+@pytest.mark.slow(seconds=4)
 @pytest.mark.parametrize("name", sorted(JOBS))
 def test_the_job_plans_and_runs_against_the_sandbox_as_shipped(tmp_path: Path, name: str) -> None:
     job = PROJECT / "jobs" / name

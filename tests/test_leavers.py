@@ -8,6 +8,7 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from conftest import (
     SANDBOX_ENV,
@@ -101,6 +102,7 @@ def test_members_who_leave_get_one_code_once_even_if_they_return_and_leave_again
     assert all(len(held[identity]) == 1 for identity in ids(0, 5) + ["cust-00024"])  # noqa: RUF005  an assertion, left as written
 
 
+@pytest.mark.slow
 def test_a_run_killed_while_serving_leavers_resumes_them_even_if_they_are_back_in_the_export(
     tmp_path: Path, sandbox
 ) -> None:

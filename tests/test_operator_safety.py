@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import tomllib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -76,14 +77,26 @@ def one_line(stderr: str) -> str:
 
 # ------------------------------------------------------------------------------------------ 9.7 the lock
 @pytest.mark.slow
-def test_a_symlink_to_a_running_journal_is_refused(tmp_path: Path, sandbox) -> None:
+def test_a_second_run_on_a_running_journal_is_refused_by_its_name_a_symlink_or_a_hard_link(
+    tmp_path: Path, sandbox
+) -> None:
+    """One run holds the journal; a second run of the same command, one through a symlink and one through a hard link
+    are all refused (exit 3) while it runs. (The same command was a test of its own in test_crash_safety, with a
+    first run of its own.)"""
     server = sandbox(latency_median=0.5)
-    segment = write_segment(tmp_path / "s.csv", ids(100))
+    # far more members than the test lasts (50 s of calls): the first run still holds the lock, however busy the
+    # machine, when the second and the third look at it (with 100 the first once finished before the third began)
+    segment = write_segment(tmp_path / "s.csv", ids(1000))
     output = tmp_path / "out" / "codes.csv"
     journal = tmp_path / "out" / "codes.journal.sqlite"
     first = start_job(*loopback(server, segment, output, "--rate-limit", "20/s"))
     try:
         wait_for(lambda: codes_saved(journal) >= 1)
+        again = start_job(*loopback(server, segment, output, "--rate-limit", "20/s"))
+        _, err = again.communicate(timeout=60)
+        assert again.returncode == 3, err
+        assert f"distributor: journal {journal} is in use by pid {first.pid}" in err
+
         (tmp_path / "elsewhere").mkdir()
         alias = tmp_path / "elsewhere" / "alias.sqlite"
         alias.symlink_to(journal)
@@ -108,24 +121,6 @@ def test_a_symlink_to_a_running_journal_is_refused(tmp_path: Path, sandbox) -> N
 
 
 # ------------------------------------------------------------------------------------------ 10.1 one project
-def test_a_sandbox_journal_refuses_a_real_host_before_any_call(tmp_path: Path, sandbox) -> None:
-    output = tmp_path / "out" / "codes.csv"
-    rehearsal = invoke("run", str(REACTIVATION), "--rate-limit", "60000/min", "--output", str(output))
-    assert rehearsal.exit_code == 0, rehearsal.output
-    sandbox_codes = read_codes(output)[1]
-
-    server = sandbox()  # "the real one": another host, other keys
-    for verb in ("run", "plan"):
-        result = invoke(verb, str(REACTIVATION), "--api-url", server.url, "--rate-limit", "6000/min",
-                        "--output", str(output), env=SANDBOX_ENV)
-        assert result.exit_code == 2, result.output
-        line = one_line(result.stderr)
-        assert "was made against the embedded sandbox (--api-url sandbox)" in line
-        assert server.url in line and "--output (or --state)" in line
-    assert server.sandbox.arrivals == []
-    assert read_codes(output)[1] == sandbox_codes  # nothing rewritten
-
-
 def test_another_project_on_the_same_host_is_refused_and_the_token_never_recorded(tmp_path: Path, sandbox) -> None:
     server = sandbox()
     segment = write_segment(tmp_path / "s.csv", ids(5))
@@ -162,9 +157,13 @@ def test_a_journal_from_before_the_record_adopts_the_project_once(tmp_path: Path
             server.url.rstrip("/"))
 
 
-def test_the_reactivation_job_s_to_run_it_for_real_comment_works_when_followed_literally(
+@pytest.mark.slow(seconds=5)
+def test_a_sandbox_journal_refuses_a_real_host_and_the_job_s_to_run_it_for_real_comment_works_when_followed_literally(
     tmp_path: Path, sandbox
 ) -> None:
+    """The rehearsal's journal holds sandbox codes: the same job aimed at a real host is refused before any call
+    (run and plan alike, nothing rewritten); the job's comment says what to do instead, and doing it works.
+    (One 285-member rehearsal serves both points: they were two tests, each rehearsing the same job.)"""
     (tmp_path / "jobs").mkdir()
     (tmp_path / "sample_data").mkdir()
     (tmp_path / "sample_data" / "segment.csv").write_bytes(SAMPLE_SEGMENT.read_bytes())
@@ -172,13 +171,22 @@ def test_the_reactivation_job_s_to_run_it_for_real_comment_works_when_followed_l
     shipped = REACTIVATION.read_text()
     job.write_text(shipped)
     assert invoke("run", str(job), "--rate-limit", "60000/min").exit_code == 0  # the rehearsal
+    rehearsal_output = (job.parent / tomllib.loads(shipped)["output"]).resolve()
+    sandbox_codes = read_codes(rehearsal_output)[1]
 
     real = sandbox()  # stands in for Voucherify: another host, real keys
     without_sandbox = shipped.split("\n[sandbox]")[0]
     with_real_host = without_sandbox.replace('api_url = "sandbox"', f'api_url = "{real.url}"')
     job.write_text(with_real_host)
-    refused = invoke("run", str(job), "--rate-limit", "6000/min", env=SANDBOX_ENV)
-    assert refused.exit_code == 2 and "another --output" in one_line(refused.stderr)  # the refusal says what to do
+    for verb in ("run", "plan"):
+        refused = invoke(verb, str(job), "--rate-limit", "6000/min", env=SANDBOX_ENV)
+        assert refused.exit_code == 2, refused.output
+        line = one_line(refused.stderr)
+        assert "was made against the embedded sandbox (--api-url sandbox)" in line
+        assert real.url in line and "--output (or --state)" in line
+        assert "another --output" in line  # the refusal says what to do
+    assert real.sandbox.arrivals == []
+    assert read_codes(rehearsal_output)[1] == sandbox_codes  # nothing rewritten
 
     suggested = re.search(r'point output at a new file \(e\.g\. "([^"]+)"', shipped.replace("\n# ", " "))
     assert suggested is not None
@@ -189,15 +197,28 @@ def test_the_reactivation_job_s_to_run_it_for_real_comment_works_when_followed_l
     assert len(codes) == 285 and {i: {c} for i, c in codes.items()} == held_codes(real)
 
 
-def test_the_readme_loopback_rehearsal_after_the_demo_publishes(tmp_path: Path, sandbox) -> None:
-    """README: the demo, then the loopback rehearsal — its command names an output of its own."""
+@pytest.mark.slow(seconds=6)
+def test_the_readme_s_demo_as_a_real_process_then_its_loopback_rehearsal(tmp_path: Path, sandbox) -> None:
+    """README: the demo, then the loopback rehearsal — its command names an output of its own.
+
+    The demo is the README's first command run as a user meets it: the console script in a real process on the
+    embedded sandbox, no keys in the environment, stderr not a terminal (plain log lines, no progress bar), the
+    summary on stdout. (It was a test of its own in test_cli_run, a second 285-member demo run.)"""
     demo_output = tmp_path / "demo-output" / "reactivation-codes.csv"
     job = tmp_path / "jobs" / "demo.toml"
     job.parent.mkdir()
     text = (PROJECT / "jobs" / "demo.toml").read_text().replace('"../sample_data/', f'"{PROJECT}/sample_data/')
     job.write_text(text)
-    assert invoke("run", str(job), "--rate-limit", "60000/min").exit_code == 0
-    assert demo_output.exists()
+    demo = run_process("run", str(job), "--rate-limit", "6000/min", env={"PATH": "/usr/bin:/bin"})
+    assert demo.returncode == 0, demo.stderr
+    assert "INFO segment:" in demo.stderr and "identity column 'identity' (recognised)" in demo.stderr
+    assert "\x1b[" not in demo.stderr  # no terminal escapes in a log
+    for line in ("published     285", "already held  0", "failed        0",
+                 "skipped       9  (3 duplicate, 2 empty, 3 placeholder, 1 too_long)",
+                 "exit 0: every valid member holds a code", "rate          "):
+        assert line in demo.stdout
+    header, codes = read_codes(demo_output)
+    assert header == ["identity", "reactivation_code"] and len(codes) == 285
 
     server = sandbox()
     readme = (PROJECT / "README.md").read_text()
@@ -262,6 +283,7 @@ def test_a_sandbox_typo_exits_2_before_the_segment_is_read(tmp_path: Path) -> No
     assert one_line(result.stderr) == f"distributor: unknown option in [sandbox] of {job}: erorr_rate"
 
 
+@pytest.mark.slow
 def test_without_output_the_files_go_beside_the_job_file_not_the_working_directory(tmp_path: Path) -> None:
     job = tmp_path / "jobs" / "weekly.toml"
     job.parent.mkdir()
@@ -300,10 +322,10 @@ def test_a_read_only_output_folder_exits_2_before_the_segment_is_read(tmp_path: 
     assert server.sandbox.arrivals == []
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=4)
 def test_a_folder_made_read_only_mid_run_stops_with_exit_3_and_records_the_end(tmp_path: Path, sandbox) -> None:
     server = sandbox(latency_median=0.1)
-    members = ids(200)
+    members = ids(100)  # 2.5 s of calls at 40/s: the signal comes after 5 codes, the resume does the rest
     segment = write_segment(tmp_path / "s.csv", members)
     output = tmp_path / "out" / "codes.csv"
     journal = tmp_path / "out" / "codes.journal.sqlite"
@@ -333,7 +355,7 @@ def _run_with_file_size_limit(args: list[str], limit_bytes: int) -> subprocess.C
     return run_process("run", *args, preexec_fn=limit)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=4)
 def test_a_disk_that_fills_up_mid_run_stops_resumably_with_exit_3(tmp_path: Path, sandbox) -> None:
     server = sandbox()
     members = ids(600)
@@ -434,6 +456,7 @@ def test_limit_serves_the_first_members_then_the_same_command_without_it_the_res
 
 
 # ------------------------------------------------------------------------------------------ 10.6 logs, SIGHUP
+@pytest.mark.slow
 def test_verbose_logs_every_retry_with_its_reason_and_json_logs_are_one_object_per_line(
     tmp_path: Path, sandbox
 ) -> None:
@@ -452,6 +475,7 @@ def test_verbose_logs_every_retry_with_its_reason_and_json_logs_are_one_object_p
     assert SANDBOX_ENV["VOUCHERIFY_APP_TOKEN"] not in verbose.stderr
 
 
+@pytest.mark.slow
 def test_verbose_logs_the_server_s_pause_and_every_throttle_change(tmp_path: Path, sandbox) -> None:
     server = sandbox(rate_limit=Rate(20, 2.0))  # the plan is half the budget the job was given: 429s
     segment = write_segment(tmp_path / "s.csv", ids(30))
@@ -483,6 +507,7 @@ def test_sighup_rewrites_the_files_records_the_end_and_exits_3(tmp_path: Path, s
     assert summary_of(output)["reason"] == "interrupted"
 
 
+@pytest.mark.slow
 def test_the_progress_interval_is_configurable(tmp_path: Path, sandbox) -> None:
     server = sandbox(latency_median=0.05)
     segment = write_segment(tmp_path / "s.csv", ids(60))
@@ -495,6 +520,7 @@ def test_the_progress_interval_is_configurable(tmp_path: Path, sandbox) -> None:
 
 
 # ------------------------------------------------------------------------------------------ 10.7 Parquet extra
+@pytest.mark.slow
 def test_a_parquet_segment_without_the_extra_exits_2_naming_it(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import make_config, read_codes, write_segment
 from virtual import VIRTUAL_URL, run_virtual
 
@@ -30,6 +31,7 @@ def held(world, campaign: str = "reactivation-20") -> dict[str, set[str]]:
     return world.codes_held(campaign)
 
 
+@pytest.mark.slow
 def test_a_long_latency_tail_and_5xx_still_fill_97_percent_of_the_budget_without_a_429(tmp_path: Path) -> None:
     """A per-minute plan of 2,400 calls (40/s), latency median 150 ms and p99 1.2 s, 3 % of 5xx: concurrency must
     follow the tail (~75 in flight) and the retries must fit the budget."""
@@ -62,6 +64,7 @@ def test_headroom_leaves_part_of_the_plan_to_the_shop(tmp_path: Path) -> None:
     assert run.elapsed < 120 / 40 * 2.2 + 1
 
 
+@pytest.mark.slow
 def test_other_clients_on_the_same_quota_make_the_job_yield(tmp_path: Path) -> None:
     """The shop spends 30 of the 100 calls per window: the job reads the headers and leaves it room."""
     config = config_for(tmp_path, 400, rate_limit="100/4s")

@@ -173,6 +173,7 @@ def check_round_trip(fmt: str, values: list[str]) -> None:
         assert skipped == want_skipped
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", list(FORMATS))
 @SETTINGS
 @given(values=segments())
@@ -185,6 +186,7 @@ def test_hostile_identities_round_trip_exactly(fmt: str, values: list[str]) -> N
 LONE_SURROGATE = st.tuples(st.text(TEXT, max_size=3), st.characters(categories=["Cs"]), st.text(TEXT, max_size=3)).map("".join)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(values=segments(st.one_of(IDENTITY, LONE_SURROGATE)))
 def test_lone_surrogates_from_json_are_skipped_and_reported_never_published(values: list[str]) -> None:
@@ -197,6 +199,7 @@ def test_a_nul_identity_is_skipped() -> None:
         check_round_trip(fmt, ["a\x00b", "ok"])
 
 
+@pytest.mark.slow
 @settings(derandomize=True, max_examples=300, deadline=None, database=None)
 @given(st.lists(st.text(TEXT, min_size=1, max_size=40), min_size=1, max_size=20, unique=True))
 def test_any_text_survives_the_codes_csv(values: list[str]) -> None:

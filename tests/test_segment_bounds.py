@@ -69,6 +69,7 @@ def read_in_child(path: Path) -> tuple[str, int]:
         ("line.jsonl.gz", b'{"identity": "a"}\n{"identity": "', b'"}\n', r"line 2 is longer than 1,048,576"),
     ],
 )
+@pytest.mark.slow
 def test_a_gzip_bomb_of_one_endless_record_is_refused_in_bounded_memory(
     tmp_path: Path, name: str, head: bytes, tail: bytes, message: str
 ) -> None:
@@ -116,6 +117,7 @@ def load_bomb(tmp_path: Path, body: bytes, repeat: int) -> tuple[Journal, int, d
     [(b"\n", identities.EMPTY, ""), (b"first,z\n", identities.DUPLICATE, "first at row 2")],
     ids=["blank-lines", "repeated-identity"],
 )
+@pytest.mark.slow
 def test_a_bomb_of_blank_or_repeated_lines_is_counted_not_stored_line_by_line(
     tmp_path: Path, body: bytes, reason: str, explanation: str
 ) -> None:
@@ -152,6 +154,7 @@ def test_a_journal_from_before_counting_keeps_its_skipped_rows_and_counts_them(t
         assert list(journal.skipped(run_id)) == rows
 
 
+@pytest.mark.slow
 def test_json_lines_blank_line_bomb_reads_in_bounded_batches(tmp_path: Path) -> None:
     path = tmp_path / "s.jsonl.gz"
     path.write_bytes(gzip.compress(json.dumps({"identity": "a"}).encode() + b"\n" + b"\n" * 2_000_000 + b'{"identity": "b"}\n'))
@@ -159,6 +162,7 @@ def test_json_lines_blank_line_bomb_reads_in_bounded_batches(tmp_path: Path) -> 
     assert rows == [(1, "a"), (2_000_002, "b")]
 
 
+@pytest.mark.slow
 def test_a_run_on_a_blank_line_bomb_reports_every_row_and_lists_the_first(tmp_path: Path, sandbox) -> None:
     """The summary counts every skipped row; the report lists the first and says how many it leaves out."""
     segment = tmp_path / "bomb.csv.gz"

@@ -103,6 +103,7 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     )
 
 
+@pytest.mark.slow
 def test_repeated_segment_options_and_a_quoted_glob_on_the_command_line(tmp_path: Path, parts: list[Path]) -> None:
     """Once, only the last --segment was read (exit 0, half the members served)."""
     common = ["--campaign", "reactivation-20", "--rate-limit", "6000/min", "--api-url", "sandbox"]
@@ -116,6 +117,7 @@ def test_repeated_segment_options_and_a_quoted_glob_on_the_command_line(tmp_path
     assert "3 parts read as one segment" in done.stdout and "5" in done.stdout
 
 
+@pytest.mark.slow
 def test_a_job_file_may_list_several_parts_relative_to_itself(tmp_path: Path, parts: list[Path]) -> None:
     job = tmp_path / "job.toml"
     job.write_text(

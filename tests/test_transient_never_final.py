@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import held_codes, make_config, read_codes, run, write_segment
 from misbehaving import (
     Exchange,
@@ -47,6 +48,7 @@ def states(config: Any) -> dict[str, str]:
         return {identity: journal.member(identity)["state"] for identity in MEMBERS}
 
 
+@pytest.mark.slow
 def test_connections_refused_for_a_while_leave_nobody_failed(tmp_path: Path, sandbox) -> None:
     server = sandbox()
     with MisbehavingServer(upstream=server.url) as front:
@@ -65,6 +67,7 @@ def test_connections_refused_for_a_while_leave_nobody_failed(tmp_path: Path, san
     assert_each_member_holds_the_code_voucherify_committed(config, server)
 
 
+@pytest.mark.slow
 def test_answers_lost_for_longer_than_the_timeout_leave_nobody_failed(tmp_path: Path, sandbox) -> None:
     server = sandbox()
     stalled_until = [0.0]
@@ -194,6 +197,7 @@ def _publish_directly(server: Any, identity: str, source_id: str) -> str:
 
 
 
+@pytest.mark.slow
 def test_progress_shows_the_servers_pause_not_an_eta(tmp_path: Path, sandbox, caplog) -> None:
     import logging
 
@@ -239,6 +243,7 @@ def test_a_token_echoed_in_an_error_reaches_no_file(tmp_path: Path, sandbox, cap
     assert token not in caplog.text and token not in result.message
 
 
+@pytest.mark.slow
 def test_a_taken_key_whose_publication_cannot_be_found_is_left_for_the_next_run(tmp_path: Path, sandbox) -> None:
     """Every publication answers duplicate_source_id and every look-up finds nothing (a lagging index): the run
     ends (it does not retry for ever), nobody is failed, and the next run serves them all."""
