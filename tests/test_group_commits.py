@@ -136,13 +136,17 @@ def test_kill_9_between_answers_and_their_group_commit_then_the_rerun_gets_the_s
     journal = tmp_path / "out" / "codes.journal.sqlite"
     job: list[int] = []  # the pid of the run to kill
     relay = forward()
+    relayed = threading.Event()
 
     def kill_then_forward(exchange: Exchange) -> None:
         # One call at a time: this request proves the answers before it reached the run (its slot was freed).
         # The run dies now, within milliseconds of them, long before their group commit (ANSWERS_INTERVAL).
         if job:
             os.kill(job.pop(), signal.SIGKILL)
-        relay(exchange)  # Voucherify commits this one too; its answer goes nowhere
+        try:
+            relay(exchange)  # Voucherify commits this one too; its answer goes nowhere
+        finally:
+            relayed.set()  # writing the answer to the dead run may fail; Voucherify has it by then
 
     with MisbehavingServer(upstream=upstream.url) as server:
         server.when(lambda seen: is_publication(seen) and victim in seen.text, kill_then_forward)
@@ -151,6 +155,8 @@ def test_kill_9_between_answers_and_their_group_commit_then_the_rerun_gets_the_s
         job.append(first.pid)
         first.communicate(timeout=60)
         assert first.returncode == -signal.SIGKILL
+        # the run is dead before the victim's request is relayed: wait for Voucherify to have it
+        assert relayed.wait(timeout=30)
 
         answered = {identity for identity, codes in held_codes(upstream).items() if codes}
         assert answered == set(members[:5])  # the four answered and the victim's, committed by Voucherify
