@@ -1,20 +1,12 @@
-"""CleverTap segment exports: reading them exactly (``reader`` on ``formats``), CleverTap's identity rules
+"""CleverTap segment exports: opening them (``opening``: the parts, each file's format, the identity column),
+reading them exactly (``reader`` on ``formats`` and ``csv_blocks``), CleverTap's identity rules
 (``identities``) and loading the members into the journal (``loading``)."""
 
 from . import identities
 from .formats import CSV, JSON_LINES, MAX_RECORD, PARQUET
 from .loading import Loaded, load_segment, validated_batches
-from .reader import (
-    IDENTITY_COLUMNS,
-    Row,
-    RowLabel,
-    Rows,
-    Segment,
-    SegmentFile,
-    expand_parts,
-    open_segment,
-    refuse_unusable,
-)
+from .opening import IDENTITY_COLUMNS, expand_parts, open_segment
+from .reader import Row, RowLabel, Rows, Segment, SegmentFile, refuse_unusable
 
 __all__ = [
     "CSV",
